@@ -1,0 +1,226 @@
+"""checkpoint → verified bundle: Optimum export, fusion, gathered MLM head, parity, INT8, gate, atomic write."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from clinbert_onnx.bundle import FORMAT_NAME, FORMAT_VERSION, file_entry, write_manifest
+from clinbert_onnx.errors import ClinBertError, ExportError
+from clinbert_onnx.quantize import GateThresholds, build_variant, get_recipe
+from clinbert_onnx.quantize.gate import probe_sentences, run_gate
+from clinbert_onnx.quantize.onnx_io import save_model
+
+from . import checkpoint, graph, tokenizer
+from .validate import check_parity
+
+log = logging.getLogger("clinbert_onnx.export")
+OPSET = 18
+VARIANTS = ("fp32", "int8", "fp16")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``clinbert export`` does. ``out=None`` means ``models/<name>``."""
+
+    model: str
+    revision: str | None = None
+    out: Path | None = None
+    force: bool = False
+    lowercase: bool | None = None
+    allow_pickle: bool = False
+    variants: tuple[str, ...] = ("fp32", "int8")
+    int8_recipe: str = "int8"
+    thresholds: GateThresholds = field(default_factory=GateThresholds)
+    allow_degraded: bool = False
+    parity_tolerance: float = 1e-4
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for dist in ("clinbert-onnx", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu",
+                 "torch", "transformers", "tokenizers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _check_space(ckpt: checkpoint.Checkpoint, parent: Path) -> None:
+    weights = sum(f.stat().st_size for f in ckpt.weight_files)
+    need = int(weights * 3.5)  # raw export + fused fp32 + int8 + scratch
+    free = shutil.disk_usage(parent).free
+    if free < need:
+        raise ExportError(
+            f"not enough disk space in {parent}: the export needs about {need / 1e6:.0f} MB, {free / 1e6:.0f} MB free"
+        )
+
+
+def _optimum_export(torch_model: Any, scratch: Path) -> Path:
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    encoder = torch_model.bert if hasattr(torch_model, "cls") else torch_model
+    onnx_export_from_model(
+        encoder,
+        output=str(scratch),
+        task="feature-extraction",
+        opset=OPSET,
+        do_validation=False,
+        no_post_process=True,
+    )
+    return scratch / "model.onnx"
+
+
+def export_bundle(options: ExportOptions) -> Path:
+    """Export ``options.model`` to a bundle folder and return its path."""
+    unknown = set(options.variants) - set(VARIANTS)
+    if unknown or "fp32" not in options.variants:
+        raise ExportError(f"--variants must include fp32 and only name {', '.join(VARIANTS)}; got {options.variants}")
+    ckpt = checkpoint.resolve(options.model, options.revision, options.allow_pickle)
+    out = options.out or Path("models") / ckpt.name
+    if out.exists() and not options.force:
+        raise ExportError(f"output folder {out} already exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_space(ckpt, out.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        _build(ckpt, options, staging)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            staging.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise ExportError(f"no space left on the device while writing {out}") from None
+        raise ExportError(f"cannot write the bundle {out}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -> None:
+    cfg = ckpt.config
+    hidden, heads, layers = int(cfg["hidden_size"]), int(cfg["num_attention_heads"]), int(cfg["num_hidden_layers"])
+    started = time.perf_counter()
+    tok = tokenizer.prepare(ckpt.path, int(cfg.get("max_position_embeddings", 512)), options.lowercase)
+    (staging / "tokenizer.json").write_text(tok.json_text, encoding="utf-8")
+    shutil.copyfile(ckpt.path / "config.json", staging / "config.json")
+    if ckpt.has_mlm_head and tok.special_ids["mask_token_id"] < 0:
+        raise ExportError(f"{ckpt.path} has a masked-LM head but its tokenizer has no mask token")
+
+    log.info("loading %s (%s)", ckpt.model_id or ckpt.path, "safetensors" if ckpt.safetensors else "pickle")
+    model = checkpoint.load_torch_model(ckpt)
+    scratch = staging / ".raw"
+    scratch.mkdir()
+    log.info("exporting with Optimum (opset %d)", OPSET)
+    raw = _optimum_export(model, scratch)
+    log.info("fusing with the ONNX Runtime transformer optimizer")
+    fused = graph.fuse(raw, heads, hidden)
+    encoder_counts = graph.fused_counts(fused)
+    tied = graph.add_mlm_head(fused, graph.head_from_torch(model), hidden) if ckpt.has_mlm_head else None
+    fp32_path = staging / "model.fp32.onnx"
+    save_model(fused, fp32_path)
+    del fused
+    shutil.rmtree(scratch)
+
+    log.info("checking FP32 parity with PyTorch")
+    parity = check_parity(model, fp32_path, staging / "tokenizer.json", probe_sentences(), tok.special_ids,
+                          tok.max_length, ckpt.has_mlm_head, options.parity_tolerance)
+    del model
+    variants: dict[str, Any] = {
+        "fp32": {"file": fp32_path.name, "precision": "fp32", "devices": ["cpu", "cuda"],
+                 "fused_ops": encoder_counts, "recipe": None, "parity": parity},
+    }
+    manifest: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": {
+            "model_id": ckpt.model_id,
+            "revision": ckpt.revision,
+            "local_path": None if ckpt.model_id else str(ckpt.path.resolve()),
+            "weights_format": "safetensors" if ckpt.safetensors else "pytorch-pickle (weights_only)",
+            "weights_sha256": ckpt.weights_sha256(),
+        },
+        "versions": _versions(),
+        "opset": OPSET,
+        "model": {
+            "architecture": "BertForMaskedLM" if ckpt.has_mlm_head else "BertModel",
+            "hidden_size": hidden,
+            "num_layers": layers,
+            "num_heads": heads,
+            "vocab_size": int(cfg["vocab_size"]),
+            "max_position_embeddings": int(cfg.get("max_position_embeddings", 512)),
+            "has_mlm_head": ckpt.has_mlm_head,
+            "decoder_tied_to_embeddings": tied,
+        },
+        "tokenizer": {
+            "file": "tokenizer.json",
+            "lowercase": tok.lowercase,
+            "lowercase_source": tok.lowercase_source,
+            "vocab_uppercase_share": tok.vocab_uppercase_share,
+            "max_length": tok.max_length,
+            **tok.special_ids,
+            "mask_token": tok.mask_token,
+        },
+        "graph": {
+            "inputs": ["input_ids", "attention_mask", "token_type_ids"]
+            + (["mask_positions"] if ckpt.has_mlm_head else []),
+            "outputs": ["last_hidden_state"] + (["mask_logits"] if ckpt.has_mlm_head else []),
+            "mask_positions": "int64 [num_masks]: flat indices row * padded_length + position",
+        },
+        "variants": variants,
+        "files": {},
+    }
+
+    def refresh_files() -> None:
+        manifest["files"] = {
+            p.name: file_entry(p) for p in sorted(staging.iterdir()) if p.is_file() and p.name != "manifest.json"
+            and not p.name.startswith(".")
+        }
+        write_manifest(staging, manifest)
+
+    for name in options.variants:
+        if name == "fp32":
+            continue
+        recipe = get_recipe(options.int8_recipe if name == "int8" else name)
+        log.info("building %s (%s)", name, recipe.name)
+        variants[name] = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe)
+        refresh_files()
+        if recipe.precision == "int8":
+            log.info("accuracy gate: %s vs fp32 on the probe set", name)
+            variants[name]["quality"] = run_gate(staging, name, options.thresholds, options.allow_degraded)
+        else:
+            variants[name]["quality"] = _gate_on_gpu(staging, name, options)
+    refresh_files()
+    log.info("bundle written in %.0f s", time.perf_counter() - started)
+
+
+def _gate_on_gpu(staging: Path, name: str, options: ExportOptions) -> dict[str, Any]:
+    """FP16 is a CUDA variant: gate it on CUDA when present, else record that it is unchecked."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        log.warning("no CUDA provider: the %s variant's accuracy gate is deferred to the first GPU check", name)
+        return {"passed": None, "missed": [], "note": "not measured: no CUDA provider on the export machine"}
+    try:
+        return run_gate(staging, name, options.thresholds, options.allow_degraded, device="cuda")
+    except ClinBertError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"cannot run the {name} gate on CUDA: {json.dumps(str(exc)[:200])}") from None

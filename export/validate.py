@@ -1,0 +1,83 @@
+"""Parity of the exported FP32 graph with the PyTorch model, on varied padded batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clinbert_onnx.errors import ExportError
+
+
+def _batches(tokenizer: Any, texts: list[str], max_length: int, cls_id: int, sep_id: int, pad_id: int):  # type: ignore[no-untyped-def]
+    """Two padded batches of different widths: short texts, then a full-length row with a short one."""
+    ids = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    long_ids = [t for row in ids for t in row][: max_length - 2]
+    groups = [ids[:5], [long_ids, ids[5][:7]]]
+    for group in groups:
+        rows = [[cls_id, *g[: max_length - 2], sep_id] for g in group]
+        width = max(len(r) for r in rows)
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        mask = np.zeros_like(input_ids)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = r
+            mask[i, : len(r)] = 1
+        yield input_ids, mask
+
+
+def check_parity(
+    torch_model: Any,
+    onnx_path: Path,
+    tokenizer_json: Path,
+    texts: list[str],
+    special: dict[str, int],
+    max_length: int,
+    has_head: bool,
+    tolerance: float,
+) -> dict[str, float]:
+    import onnxruntime as ort
+    import torch
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    worst_hidden = worst_logits = 0.0
+    for input_ids, mask in _batches(
+        tokenizer, texts, max_length, special["cls_token_id"], special["sep_token_id"], special["pad_token_id"]
+    ):
+        lengths = mask.sum(axis=1)
+        positions = (lengths // 2).astype(np.int64)
+        if has_head:
+            input_ids = input_ids.copy()
+            input_ids[np.arange(len(input_ids)), positions] = special["mask_token_id"]
+        feed = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in names:
+            feed["token_type_ids"] = np.zeros_like(input_ids)
+        flat = np.arange(len(input_ids)) * input_ids.shape[1] + positions
+        if has_head:
+            feed["mask_positions"] = flat
+        outputs = ["last_hidden_state", "mask_logits"] if has_head else ["last_hidden_state"]
+        onnx_out = session.run(outputs, feed)
+        with torch.inference_mode():
+            t_in = {k: torch.from_numpy(v) for k, v in feed.items() if k != "mask_positions"}
+            if has_head:
+                out = torch_model(**t_in, output_hidden_states=True)
+                hidden = out.hidden_states[-1].numpy()
+                logits = out.logits.numpy().reshape(-1, out.logits.shape[-1])[flat]
+                worst_logits = max(worst_logits, float(np.abs(onnx_out[1] - logits).max()))
+            else:
+                hidden = torch_model(**t_in).last_hidden_state.numpy()
+        valid = mask.astype(bool)
+        worst_hidden = max(worst_hidden, float(np.abs(onnx_out[0][valid] - hidden[valid]).max()))
+    report = {"max_abs_diff_hidden": worst_hidden, "tolerance": tolerance}
+    if has_head:
+        report["max_abs_diff_mask_logits"] = worst_logits
+    worst = max(worst_hidden, worst_logits)
+    if worst > tolerance:
+        raise ExportError(
+            f"FP32 ONNX differs from PyTorch by {worst:.2e} (hidden {worst_hidden:.2e}, logits {worst_logits:.2e}), "
+            f"over the {tolerance:.0e} tolerance"
+        )
+    return report

@@ -1,0 +1,173 @@
+"""``clinbert export | quantize | info | verify | doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a checkpoint (Hub id or folder) to a verified bundle")
+    p.add_argument("model", help="Hub id (e.g. emilyalsentzer/Bio_ClinicalBERT) or a local checkpoint folder")
+    p.add_argument("--revision", help="Hub commit/tag to pin (recorded in the manifest)")
+    p.add_argument("--out", type=Path, help="output folder (default: models/<name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    case = p.add_mutually_exclusive_group()
+    case.add_argument("--lowercase", dest="lowercase", action="store_const", const=True, default=None,
+                      help="force a lowercasing tokenizer")
+    case.add_argument("--no-lowercase", dest="lowercase", action="store_const", const=False,
+                      help="force a cased tokenizer")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow pytorch_model.bin (read with torch.load(weights_only=True))")
+    p.add_argument("--variants", default="fp32,int8", help="comma list of fp32,int8,fp16 (default fp32,int8)")
+    p.add_argument("--recipe", default="int8", help="int8 recipe (see `clinbert quantize --list`)")
+    p.add_argument("--allow-degraded", action="store_true", help="keep a variant that fails the accuracy gate")
+    p.add_argument("--parity-tolerance", type=float, default=1e-4, help="max abs diff FP32 ONNX vs PyTorch")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("quantize", help="re-quantize an existing bundle from its fp32 variant")
+    p.add_argument("bundle", type=Path, nargs="?")
+    p.add_argument("--recipe", default="int8", help="recipe name (int8 = int8-per-channel)")
+    p.add_argument("--variant", help="variant name to write (default: the recipe's precision)")
+    p.add_argument("--allow-degraded", action="store_true", help="keep the variant even if it fails the gate")
+    p.add_argument("--list", action="store_true", help="list the recipes and exit")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("info", help="variants, sizes, fused ops and quality report of a bundle")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("verify", help="re-check every bundle file's size and sha256")
+    p.add_argument("bundle", type=Path)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("doctor", help="which execution providers really load here, and why not")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+
+
+def _thresholds() -> Any:
+    from ..quantize import GateThresholds
+
+    return GateThresholds()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import ExportOptions, export_bundle
+
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    options = ExportOptions(
+        model=args.model,
+        revision=args.revision,
+        out=args.out,
+        force=args.force,
+        lowercase=args.lowercase,
+        allow_pickle=args.allow_pickle,
+        variants=variants,
+        int8_recipe=args.recipe,
+        thresholds=_thresholds(),
+        allow_degraded=args.allow_degraded,
+        parity_tolerance=args.parity_tolerance,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        out = export_bundle(options)
+    print(f"bundle written to {out}")
+    _print_info(out)
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from ..quantize import RECIPES, get_recipe, requantize
+
+    if args.list:
+        for name, recipe in RECIPES.items():
+            print(f"{name:24} {recipe.description}")
+        return 0
+    if args.bundle is None:
+        raise InputError("give a bundle folder (or --list)")
+    entry = requantize(args.bundle, get_recipe(args.recipe), _thresholds(), args.allow_degraded, args.variant)
+    print(f"{args.variant or entry['precision']}: {entry['file']} ({entry['recipe']['name']})")
+    _print_quality(entry.get("quality"))
+    return 0
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _print_quality(q: dict[str, Any] | None) -> None:
+    if not q:
+        return
+    keys = ("embedding_cosine_mean", "embedding_cosine_min", "fill_mask_top1_agreement", "fill_mask_top5_overlap")
+    figures = ", ".join(f"{k} {q[k]}" for k in keys if k in q)
+    status = {True: "passed", False: "FAILED (kept with --allow-degraded)", None: "not measured"}[q.get("passed")]
+    print(f"    quality vs {q.get('reference', 'fp32')}: {figures or q.get('note', '')} — {status}")
+
+
+def _print_info(path: Path) -> None:
+    from ..bundle import open_bundle
+
+    b = open_bundle(path)
+    m = b.manifest
+    src = m["source"]
+    print(f"bundle     {b.path}")
+    print(f"source     {src.get('model_id') or src.get('local_path')} @ {src.get('revision') or '-'}")
+    model = m["model"]
+    print(f"model      {model['architecture']}: {model['num_layers']} layers x {model['hidden_size']}, "
+          f"vocab {model['vocab_size']}, tasks: embed{', fill-mask' if model['has_mlm_head'] else ''}")
+    tok = m["tokenizer"]
+    print(f"tokenizer  lowercase={tok['lowercase']} ({tok['lowercase_source']}), max_length {tok['max_length']}")
+    print(f"versions   " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v))
+    print("variants")
+    for name, v in b.variants.items():
+        size = m["files"].get(v.file, {}).get("size", 0)
+        print(f"  {name:6} {v.file:20} {_mb(size):>10}  {v.precision} for {'/'.join(v.devices)}")
+        ops = v.raw.get("fused_ops") or {}
+        print("    ops: " + ", ".join(f"{k} {n}" for k, n in ops.items()))
+        parity = v.raw.get("parity")
+        if parity:
+            print("    parity vs PyTorch: " + ", ".join(f"{k} {val:.2e}" for k, val in parity.items()
+                                                     if k != "tolerance"))
+        _print_quality(v.raw.get("quality"))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..bundle import open_bundle
+
+    if args.json:
+        print(json.dumps(open_bundle(args.bundle).manifest, indent=2))
+    else:
+        _print_info(args.bundle)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..bundle import open_bundle
+
+    b = open_bundle(args.bundle)
+    b.verify()
+    for v in b.variants.values():
+        b.check_external_data(v)
+    print(f"ok: {len(b.files)} files match their sha256 in {b.path / 'manifest.json'}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ..doctor import report
+
+    info = report()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        print(f"{key:22} {value}", file=sys.stdout)
+    return 0

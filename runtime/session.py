@@ -1,0 +1,155 @@
+"""ONNX Runtime session factory: provider choice, session options, and honest CUDA fallback."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+Device = Literal["cpu", "cuda", "auto"]
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Options for ONNX Runtime sessions. Frozen; derive variants with :meth:`with_`.
+
+    Attributes:
+        intra_op_threads: threads for one operator; 0 means "physical cores available to this process".
+        inter_op_threads: threads across operators (the graphs here are sequential: 1 is right).
+        graph_optimization: ``"disable" | "basic" | "extended" | "all"``. Bundles are fused offline, but
+            ``"extended"`` is still needed to fold int8 MatMulInteger chains into DynamicQuantizeMatMul.
+        cpu_arena: ONNX Runtime's CPU memory arena (faster repeated runs; holds on to peak memory).
+        memory_pattern: pre-plans buffers for a fixed input shape; useless with varying shapes.
+        spin: let idle intra-op threads spin (lower latency, burns CPU between requests).
+        cuda_device_id: which GPU when running on CUDA.
+    """
+
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "extended"
+    cpu_arena: bool = True
+    memory_pattern: bool = False
+    spin: bool = True
+    cuda_device_id: int = 0
+
+    def with_(self, **changes: object) -> SessionConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+#: Named presets. ``latency`` for interactive use; ``shared`` for a process that shares the CPU with others
+#: (no spinning, one thread); ``throughput`` for batch jobs.
+PRESETS: dict[str, SessionConfig] = {
+    "latency": SessionConfig(),
+    "throughput": SessionConfig(spin=True),
+    "shared": SessionConfig(intra_op_threads=1, spin=False),
+}
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _installed(dist: str) -> bool:
+    try:
+        metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def cuda_unavailable_reason(available: list[str]) -> str | None:
+    """Why CUDA cannot be used with this onnxruntime install, or None if the provider is compiled in."""
+    if CUDA_EP in available:
+        return None
+    if _installed("onnxruntime-gpu") and _installed("onnxruntime"):
+        return (
+            "both 'onnxruntime' (CPU) and 'onnxruntime-gpu' are installed and the CPU wheel shadows the GPU one; "
+            "fix: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+        )
+    if not _installed("onnxruntime-gpu"):
+        return (
+            "the installed onnxruntime is the CPU-only build; install the GPU build with "
+            'pip uninstall -y onnxruntime && pip install "clinbert-onnx[gpu]"'
+        )
+    return f"onnxruntime-gpu is installed but offers only {available}; check the CUDA/cuDNN libraries"
+
+
+def resolve_device(device: str, available: list[str]) -> Literal["cpu", "cuda"]:
+    """Map the requested device onto what this onnxruntime can do. Raises DeviceError for a bad or impossible ask."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise DeviceError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'auto'")
+    if device == "cpu":
+        return "cpu"
+    reason = cuda_unavailable_reason(available)
+    if reason is None:
+        return "cuda"
+    if device == "cuda":
+        raise DeviceError(f"device='cuda' requested but the CUDA execution provider is not available: {reason}")
+    return "cpu"
+
+
+def _session_options(config: SessionConfig) -> ort.SessionOptions:
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = config.intra_op_threads or available_cpus()
+    opts.inter_op_num_threads = config.inter_op_threads
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = levels[config.graph_optimization]
+    opts.enable_cpu_mem_arena = config.cpu_arena
+    opts.enable_mem_pattern = config.memory_pattern
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spin else "0")
+    return opts
+
+
+def create_session(
+    model_path: Path, device: str, config: SessionConfig
+) -> tuple[ort.InferenceSession, Literal["cpu", "cuda"]]:
+    """Create an InferenceSession on ``device`` ("cpu" | "cuda" | "auto"); return it with the device it really uses.
+
+    ``auto`` falls back to CPU with one warning when the CUDA provider is compiled in but cannot start.
+    ``cuda`` raises DeviceError instead of silently running on CPU (ONNX Runtime's own behaviour).
+    """
+    import onnxruntime as ort
+
+    resolved = resolve_device(device, ort.get_available_providers())
+    opts = _session_options(config)
+    if resolved == "cpu":
+        return ort.InferenceSession(str(model_path), sess_options=opts, providers=[CPU_EP]), "cpu"
+    providers: list[str | tuple[str, dict[str, object]]] = [
+        (CUDA_EP, {"device_id": config.cuda_device_id}),
+        CPU_EP,
+    ]
+    try:
+        session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
+        failure = None if CUDA_EP in session.get_providers() else "ONNX Runtime fell back to CPU"
+    except Exception as exc:  # onnxruntime raises its own untyped errors when CUDA libraries are broken
+        session, failure = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    if failure is None and session is not None:
+        return session, "cuda"
+    if device == "cuda":
+        raise DeviceError(f"device='cuda' requested but the CUDA provider could not start ({failure})")
+    warnings.warn(
+        f"CUDA provider could not start ({failure}); running on CPU", RuntimeWarning, stacklevel=3
+    )
+    return ort.InferenceSession(str(model_path), sess_options=opts, providers=[CPU_EP]), "cpu"
