@@ -156,19 +156,24 @@ def load_torch_model(ckpt: Checkpoint) -> Any:
     import torch
     from transformers import BertForMaskedLM, BertModel
 
-    state_dict = None
-    if not ckpt.safetensors:
-        state_dict = {}
-        for f in ckpt.weight_files:
-            state_dict.update(torch.load(f, map_location="cpu", weights_only=True))
-    kwargs: dict[str, Any] = {"attn_implementation": "eager", "state_dict": state_dict}
+    from transformers import BertConfig
+
+    kwargs: dict[str, Any] = {"attn_implementation": "eager"}
+    source: str | None = str(ckpt.path)
     if ckpt.safetensors:
         kwargs["use_safetensors"] = True
+    else:
+        # Pickled weights: read them ourselves with weights_only=True (no arbitrary code), then hand them over.
+        state_dict: dict[str, Any] = {}
+        for f in ckpt.weight_files:
+            state_dict.update(torch.load(f, map_location="cpu", weights_only=True))
+        kwargs.update(state_dict=state_dict, config=BertConfig.from_pretrained(str(ckpt.path)))
+        source = None
     try:
         if ckpt.has_mlm_head:
-            model = BertForMaskedLM.from_pretrained(str(ckpt.path), **kwargs)
+            model = BertForMaskedLM.from_pretrained(source, **kwargs)
         else:
-            model = BertModel.from_pretrained(str(ckpt.path), add_pooling_layer=False, **kwargs)
+            model = BertModel.from_pretrained(source, add_pooling_layer=False, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ExportError(f"cannot load the weights in {ckpt.path}: {str(exc).splitlines()[0][:300]}") from None
     return model.eval()

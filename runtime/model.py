@@ -103,7 +103,7 @@ class ClinicalBert:
         if verify:
             bundle.verify([bundle.tokenizer.file, chosen.file])
         bundle.check_external_data(chosen)
-        session, actual = create_session(bundle.path / chosen.file, target, session_config or SessionConfig())
+        session, actual = create_session(bundle.path / chosen.file, device, session_config or SessionConfig())
         if variant is None and actual != target:
             # auto fell back to CPU: use the CPU variant rather than a GPU one on CPU
             fallback = _default_variant(bundle, actual)

@@ -127,3 +127,21 @@ def minilm_dir() -> Path:
         raise FileNotFoundError(path)
     json.loads((path / "config.json").read_text())
     return path
+
+
+def export_tiny_bundle(root: Path, name: str = "tiny", **checkpoint_args: object) -> Path:
+    """Build a tiny random BERT masked-LM checkpoint under ``root`` and export it (fp32 + int8)."""
+    from clinbert_onnx.export import ExportOptions, export_bundle
+
+    ckpt = make_checkpoint(root / f"{name}-ckpt", **checkpoint_args)  # type: ignore[arg-type]
+    return export_bundle(ExportOptions(model=str(ckpt), out=root / name, allow_degraded=True))
+
+
+if __name__ == "__main__":  # python tests/builders.py DIR  → DIR/tiny (masked LM) and DIR/minilm (encoder)
+    import sys
+
+    from clinbert_onnx.export import ExportOptions, export_bundle
+
+    target = Path(sys.argv[1])
+    print(export_tiny_bundle(target))
+    print(export_bundle(ExportOptions(model=str(minilm_dir()), out=target / "minilm")))

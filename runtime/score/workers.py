@@ -1,0 +1,146 @@
+"""Scorers: the model in this process (``--workers 1``) or in N spawned worker processes.
+
+Both yield ``(chunk, Scored)`` in the order the chunks were submitted, so output order is input order
+whatever finishes first. Workers each load their own ``ClinicalBert`` with ``cores // N`` intra-op threads;
+the pool keeps at most ``2 N`` windows in flight, so memory stays bounded however long the input is.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClinBertError
+from ..session import SessionConfig, available_cpus
+from .engine import Scored, TaskSpec, score_texts
+
+
+class WorkerError(ClinBertError):
+    """A worker process died (killed, out of memory...). Committed rows are safe: rerun with --resume."""
+
+    code = "worker_died"
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    bundle: Path
+    device: str
+    variant: str | None
+    verify: bool
+    threads: int  # intra-op threads; 0 = all cores
+
+
+def load_model(spec: LoadSpec) -> Any:
+    from ..model import ClinicalBert
+
+    return ClinicalBert.load(
+        spec.bundle, device=spec.device, variant=spec.variant, verify=spec.verify,
+        session_config=SessionConfig(intra_op_threads=spec.threads),
+    )
+
+
+class LocalScorer:
+    """The model in this process. Reports progress within a window (after each slice)."""
+
+    def __init__(self, load: LoadSpec) -> None:
+        self.model = load_model(load)
+        self.info: dict[str, Any] = self.model.info()
+
+    def imap(
+        self, spec: TaskSpec, chunks: Iterator[Any], on_progress: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[Any, Scored]]:
+        for chunk in chunks:
+            scored = score_texts(self.model, spec, chunk.texts, on_progress) if chunk.texts else Scored()
+            yield chunk, scored
+
+    def close(self, cancel: bool = False) -> None:
+        self.model = None
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+_MODEL: Any = None
+_LOAD_ERROR: ClinBertError | None = None
+
+
+def _init(load: LoadSpec) -> None:
+    global _MODEL, _LOAD_ERROR
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        _MODEL = load_model(load)
+    except ClinBertError as exc:  # re-raised by each task, so the parent sees the real error
+        _LOAD_ERROR = exc
+
+
+def _model() -> Any:
+    if _LOAD_ERROR is not None:
+        raise _LOAD_ERROR
+    return _MODEL
+
+
+def _describe() -> dict[str, Any]:
+    return dict(_model().info())
+
+
+def _score(spec: TaskSpec, texts: list[str]) -> Scored:
+    return score_texts(_model(), spec, texts)
+
+
+# ---------------------------------------------------------------------------------------------- parent side
+def worker_threads(workers: int) -> int:
+    return max(1, available_cpus() // workers)
+
+
+class PoolScorer:
+    def __init__(self, load: LoadSpec, workers: int) -> None:
+        import multiprocessing
+
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init, initargs=(load,)
+        )
+        self.info: dict[str, Any] = self._result(self.pool.submit(_describe))
+
+    def _result(self, future: Future[Any]) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise WorkerError(
+                "a worker process died (killed or out of memory?); committed rows are safe: rerun with --resume"
+            ) from None
+
+    def imap(
+        self, spec: TaskSpec, chunks: Iterator[Any], on_progress: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[Any, Scored]]:
+        pending: deque[tuple[Any, Future[Scored] | None]] = deque()
+        depth = 2 * self.workers
+        for chunk in chunks:
+            pending.append((chunk, self.pool.submit(_score, spec, chunk.texts) if chunk.texts else None))
+            if len(pending) >= depth:
+                yield self._next(pending, on_progress)
+        while pending:
+            yield self._next(pending, on_progress)
+
+    def _next(
+        self, pending: deque[tuple[Any, Future[Scored] | None]], on_progress: Callable[[int], None] | None
+    ) -> tuple[Any, Scored]:
+        chunk, future = pending.popleft()
+        scored = Scored() if future is None else self._result(future)
+        if on_progress is not None:
+            on_progress(len(chunk.texts))
+        return chunk, scored
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+def make_scorer(load: LoadSpec, workers: int) -> LocalScorer | PoolScorer:
+    if workers <= 1:
+        return LocalScorer(load)
+    return PoolScorer(LoadSpec(load.bundle, load.device, load.variant, load.verify, worker_threads(workers)),
+                      workers)

@@ -1,0 +1,124 @@
+"""HTTP errors: one JSON shape for every failure, ``{"error": {"message", "type", "code"}}`` (OpenAI style).
+
+Exceptions are mapped to statuses here and only here. Messages never contain request text: ``ClinBertError``
+messages are written that way, validation messages are rebuilt from field locations only, and anything
+unexpected becomes a generic 500 whose log line names the exception type and code location, not its message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from typing import Any
+
+from ..errors import ClinBertError, InputError
+
+log = logging.getLogger("clinbert_onnx.serve")
+
+#: OpenAI's ``error.type`` values, by status.
+TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+GENERIC_500 = "internal server error; the request was not processed (details are in the server log)"
+
+
+class ApiError(Exception):
+    """An error answered as-is: status, machine-readable code, message (no request text), extra headers."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_type(status: int) -> str:
+    return TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+def error_body(status: int, code: str, message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type(status), "code": code}}
+
+
+def error_bytes(status: int, code: str, message: str) -> bytes:
+    return json.dumps(error_body(status, code, message)).encode()
+
+
+def from_clinbert(exc: ClinBertError) -> ApiError:
+    """Map a library error: 4xx keep their (text-free) message; 5xx become the generic message."""
+    status = exc.http_status
+    if status == 500:
+        log.error("%s: %s", type(exc).__name__, exc)  # library messages never quote input text
+        return ApiError(500, "internal_error", GENERIC_500)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return ApiError(status, exc.code, str(exc), headers)
+
+
+def validation_message(errors: list[Any]) -> str:
+    """A readable message from pydantic errors, built from locations and messages only (never ``input``)."""
+    parts = []
+    for err in errors[:5]:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        msg = str(err.get("msg", "invalid value"))
+        if err.get("type") == "json_invalid":
+            parts.append("the request body is not valid JSON")
+        elif err.get("type") == "missing" and not loc:
+            parts.append("the request body is missing")
+        else:
+            parts.append(f"{where}: {msg}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def log_unexpected(exc: BaseException) -> None:
+    """Log an unexpected error by type and code location only: its message may quote request text."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    log.error("unexpected %s%s (message withheld: it may contain request text)", type(exc).__name__, where)
+
+
+class TooManyInputsError(InputError):
+    """More texts in one request than ``max_inputs``."""
+
+    http_status = 413
+    code = "too_many_inputs"
+
+
+class InputTooLongError(InputError):
+    """A text longer than ``max_chars`` characters (without truncation)."""
+
+    code = "input_too_long"
+
+
+class QueueFullError(ClinBertError):
+    """The inference queue is full; ``retry_after`` seconds is a fair time to wait."""
+
+    http_status = 429
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ShuttingDownError(ClinBertError):
+    http_status = 503
+    code = "shutting_down"
+
+
+class InferenceFailedError(ClinBertError):
+    """Inference raised something unexpected (already logged without its message)."""
+
+    code = "internal_error"

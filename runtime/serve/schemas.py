@@ -1,0 +1,112 @@
+"""Request and response bodies (pydantic), shaped after the OpenAI embeddings API, Text Embeddings Inference
+(``/embed``) and the transformers fill-mask pipeline. Unknown request fields are ignored, as those servers do."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LongText = Literal["chunk", "truncate", "error"]
+LONG_TEXT_DOC = (
+    "Texts longer than the model's window: 'chunk' (overlapping windows, combined), 'truncate' (keep the first "
+    "window) or 'error' (422 text_too_long). Not part of the upstream API."
+)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+# ------------------------------------------------------------------------------------------------- OpenAI
+class EmbeddingsRequest(_Request):
+    input: str | list[str] = Field(description="A text or a list of texts (token arrays are not supported).")
+    model: str | None = Field(None, description="Accepted for compatibility; this server serves one model.")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="'base64': little-endian float32 bytes, base64-encoded (what the openai SDK asks for)."
+    )
+    dimensions: int | None = Field(None, description="Must be the model's hidden size if given.")
+    user: str | None = Field(None, description="Ignored.")
+    long_text: LongText = Field("chunk", description=LONG_TEXT_DOC)
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+# ------------------------------------------------------------------------------------------------- TEI
+class EmbedRequest(_Request):
+    inputs: str | list[str]
+    normalize: bool = True
+    truncate: bool = Field(False, description="Truncate texts longer than the window (else 422 text_too_long).")
+    truncation_direction: Literal["Right", "right"] = Field("Right", description="Only right truncation.")
+    prompt_name: None = Field(None, description="Prompts are not supported; must be null.")
+    long_text: LongText | None = Field(None, description=LONG_TEXT_DOC + " Overrides 'truncate' when given.")
+
+
+# ------------------------------------------------------------------------------------------------- fill-mask
+class FillMaskRequest(_Request):
+    inputs: str | list[str] = Field(description="Text(s) containing the mask token, e.g. [MASK].")
+    top_k: int = Field(5, ge=1, description="Predictions per mask (at most the server's max_top_k).")
+    targets: str | list[str] | None = Field(None, description="Candidate words to score instead of the vocabulary.")
+    long_text: LongText = Field("chunk", description=LONG_TEXT_DOC)
+
+
+class Prediction(BaseModel):
+    score: float
+    token: int
+    token_str: str
+    sequence: str
+
+
+#: One text: a list of predictions (one mask) or a list per mask; a list of texts: one such result per text.
+FillMaskResponse = list[Prediction | list[Prediction] | list[list[Prediction]]]
+
+
+# ------------------------------------------------------------------------------------------------- misc
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Status(BaseModel):
+    status: str
+
+
+class Info(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    served_model_name: str
+    revision: str | None
+    variant: str
+    device: str
+    hidden_size: int
+    max_length: int
+    fill_mask: bool
+    quality: dict[str, object] | None
+    version: str
+    limits: dict[str, int | float]
+    # Text Embeddings Inference's /info fields, for its clients
+    max_input_length: int
+    max_client_batch_size: int
+    max_batch_tokens: int
