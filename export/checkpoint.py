@@ -59,7 +59,7 @@ class Checkpoint:
 
 def _looks_like_path(model: str) -> bool:
     """A Hub id is "name" or "org/name"; anything else is meant as a path."""
-    return model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
+    return model.startswith((".", "/", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
 
 
 def resolve(model: str, revision: str | None, allow_pickle: bool) -> Checkpoint:
@@ -82,8 +82,9 @@ def _download(repo_id: str, revision: str | None, allow_pickle: bool) -> Path:
             UserWarning,
             stacklevel=2,
         )
-    patterns = _HUB_PATTERNS + (["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
-                                if allow_pickle else [])
+    patterns = _HUB_PATTERNS + (
+        ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"] if allow_pickle else []
+    )
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except HFValidationError:
@@ -127,6 +128,7 @@ def inspect(path: Path, model_id: str | None, revision: str | None, allow_pickle
         raise ExportError(f"{path} is a '{model_type}' checkpoint; clinbert-onnx exports BERT models only")
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise ExportError(f"{path} has no tokenizer (tokenizer.json or vocab.txt)")
+    files: tuple[Path, ...]
     if (path / SAFETENSORS[0]).is_file():
         files, safe = (path / SAFETENSORS[0],), True
     elif (path / SAFETENSORS[1]).is_file():
@@ -154,9 +156,7 @@ def inspect(path: Path, model_id: str | None, revision: str | None, allow_pickle
 def load_torch_model(ckpt: Checkpoint) -> Any:
     """The torch module to export: BertForMaskedLM when the checkpoint has an MLM head, else BertModel."""
     import torch
-    from transformers import BertForMaskedLM, BertModel
-
-    from transformers import BertConfig
+    from transformers import BertConfig, BertForMaskedLM, BertModel
 
     kwargs: dict[str, Any] = {"attn_implementation": "eager"}
     source: str | None = str(ckpt.path)

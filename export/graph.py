@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from clinbert_onnx.errors import ExportError
 
 HIDDEN = "last_hidden_state"
@@ -83,8 +82,18 @@ def op_counts(model: Any) -> dict[str, int]:
 
 def fused_counts(model: Any) -> dict[str, int]:
     counts = op_counts(model)
-    return {op: counts.get(op, 0) for op in (*FUSED_OPS, "MatMul", "QAttention", "MatMulInteger",
-                                              "DynamicQuantizeMatMul", "QEmbedLayerNormalization") if counts.get(op)}
+    return {
+        op: counts.get(op, 0)
+        for op in (
+            *FUSED_OPS,
+            "MatMul",
+            "QAttention",
+            "MatMulInteger",
+            "DynamicQuantizeMatMul",
+            "QEmbedLayerNormalization",
+        )
+        if counts.get(op)
+    }
 
 
 def expected_encoder_counts(num_layers: int) -> dict[str, int]:
@@ -125,11 +134,25 @@ def add_mlm_head(model: Any, head: MlmHead, hidden_size: int) -> bool:
     ]
     act = head.activation
     if act == "gelu":
-        nodes.append(helper.make_node("BiasGelu", ["mlm.dense", "mlm.dense.bias"], ["mlm.act"],
-                                      name="mlm/BiasGelu", domain="com.microsoft"))
+        nodes.append(
+            helper.make_node(
+                "BiasGelu",
+                ["mlm.dense", "mlm.dense.bias"],
+                ["mlm.act"],
+                name="mlm/BiasGelu",
+                domain="com.microsoft",
+            )
+        )
     elif act in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
-        nodes.append(helper.make_node("FastGelu", ["mlm.dense", "mlm.dense.bias"], ["mlm.act"],
-                                      name="mlm/FastGelu", domain="com.microsoft"))
+        nodes.append(
+            helper.make_node(
+                "FastGelu",
+                ["mlm.dense", "mlm.dense.bias"],
+                ["mlm.act"],
+                name="mlm/FastGelu",
+                domain="com.microsoft",
+            )
+        )
     elif act == "relu":
         nodes += [
             helper.make_node("Add", ["mlm.dense", "mlm.dense.bias"], ["mlm.biased"], name="mlm/dense/Add"),
@@ -138,8 +161,14 @@ def add_mlm_head(model: Any, head: MlmHead, hidden_size: int) -> bool:
     else:
         raise ExportError(f"unsupported MLM head activation {act!r}")
     nodes += [
-        helper.make_node("LayerNormalization", ["mlm.act", "mlm.ln.weight", "mlm.ln.bias"], ["mlm.normed"],
-                         name="mlm/LayerNorm", axis=-1, epsilon=head.ln_eps),
+        helper.make_node(
+            "LayerNormalization",
+            ["mlm.act", "mlm.ln.weight", "mlm.ln.bias"],
+            ["mlm.normed"],
+            name="mlm/LayerNorm",
+            axis=-1,
+            epsilon=head.ln_eps,
+        ),
         # Decoder as W [V,H] x normed^T [H,M]: the weight is the left operand, so the tied embedding matrix is
         # used as stored (no transposed 89 MB copy) and int8 can later point it at the uint8 embeddings.
         helper.make_node("Transpose", ["mlm.normed"], ["mlm.normedT"], name="mlm/decoder/transpose_in", perm=[1, 0]),

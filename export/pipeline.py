@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import shutil
@@ -15,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from clinbert_onnx.bundle import FORMAT_NAME, FORMAT_VERSION, file_entry, write_manifest
-from clinbert_onnx.errors import ClinBertError, ExportError
+from clinbert_onnx.errors import ExportError
 from clinbert_onnx.quantize import GateThresholds, build_variant, get_recipe
-from clinbert_onnx.quantize.gate import probe_sentences, run_gate
+from clinbert_onnx.quantize.gate import gate_device, probe_sentences, run_gate
 from clinbert_onnx.quantize.onnx_io import save_model
 
 from . import checkpoint, graph, tokenizer
@@ -47,8 +46,17 @@ class ExportOptions:
 
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for dist in ("clinbert-onnx", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu",
-                 "torch", "transformers", "tokenizers"):
+    for dist in (
+        "clinbert-onnx",
+        "optimum",
+        "optimum-onnx",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "torch",
+        "transformers",
+        "tokenizers",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -115,7 +123,11 @@ def export_bundle(options: ExportOptions) -> Path:
 
 def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -> None:
     cfg = ckpt.config
-    hidden, heads, layers = int(cfg["hidden_size"]), int(cfg["num_attention_heads"]), int(cfg["num_hidden_layers"])
+    hidden, heads, layers = (
+        int(cfg["hidden_size"]),
+        int(cfg["num_attention_heads"]),
+        int(cfg["num_hidden_layers"]),
+    )
     started = time.perf_counter()
     tok = tokenizer.prepare(ckpt.path, int(cfg.get("max_position_embeddings", 512)), options.lowercase)
     (staging / "tokenizer.json").write_text(tok.json_text, encoding="utf-8")
@@ -139,12 +151,26 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
     shutil.rmtree(scratch)
 
     log.info("checking FP32 parity with PyTorch")
-    parity = check_parity(model, fp32_path, staging / "tokenizer.json", probe_sentences(), tok.special_ids,
-                          tok.max_length, ckpt.has_mlm_head, options.parity_tolerance)
+    parity = check_parity(
+        model,
+        fp32_path,
+        staging / "tokenizer.json",
+        probe_sentences(),
+        tok.special_ids,
+        tok.max_length,
+        ckpt.has_mlm_head,
+        options.parity_tolerance,
+    )
     del model
     variants: dict[str, Any] = {
-        "fp32": {"file": fp32_path.name, "precision": "fp32", "devices": ["cpu", "cuda"],
-                 "fused_ops": encoder_counts, "recipe": None, "parity": parity},
+        "fp32": {
+            "file": fp32_path.name,
+            "precision": "fp32",
+            "devices": ["cpu", "cuda"],
+            "fused_ops": encoder_counts,
+            "recipe": None,
+            "parity": parity,
+        },
     }
     manifest: dict[str, Any] = {
         "format": FORMAT_NAME,
@@ -190,8 +216,9 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
 
     def refresh_files() -> None:
         manifest["files"] = {
-            p.name: file_entry(p) for p in sorted(staging.iterdir()) if p.is_file() and p.name != "manifest.json"
-            and not p.name.startswith(".")
+            p.name: file_entry(p)
+            for p in sorted(staging.iterdir())
+            if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")
         }
         write_manifest(staging, manifest)
 
@@ -202,25 +229,8 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
         log.info("building %s (%s)", name, recipe.name)
         variants[name] = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe)
         refresh_files()
-        if recipe.precision == "int8":
-            log.info("accuracy gate: %s vs fp32 on the probe set", name)
-            variants[name]["quality"] = run_gate(staging, name, options.thresholds, options.allow_degraded)
-        else:
-            variants[name]["quality"] = _gate_on_gpu(staging, name, options)
+        device = gate_device(recipe)
+        log.info("accuracy gate: %s vs fp32 on the probe set (%s)", name, device)
+        variants[name]["quality"] = run_gate(staging, name, options.thresholds, options.allow_degraded, device)
     refresh_files()
     log.info("bundle written in %.0f s", time.perf_counter() - started)
-
-
-def _gate_on_gpu(staging: Path, name: str, options: ExportOptions) -> dict[str, Any]:
-    """FP16 is a CUDA variant: gate it on CUDA when present, else record that it is unchecked."""
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        log.warning("no CUDA provider: the %s variant's accuracy gate is deferred to the first GPU check", name)
-        return {"passed": None, "missed": [], "note": "not measured: no CUDA provider on the export machine"}
-    try:
-        return run_gate(staging, name, options.thresholds, options.allow_degraded, device="cuda")
-    except ClinBertError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"cannot run the {name} gate on CUDA: {json.dumps(str(exc)[:200])}") from None

@@ -46,8 +46,13 @@ def _normalizer_lowercases(normalizer: dict[str, Any] | None) -> bool:
 
 def _set_lowercase(normalizer: dict[str, Any] | None, lowercase: bool) -> dict[str, Any]:
     if normalizer is None:
-        normalizer = {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
-                      "strip_accents": None, "lowercase": lowercase}
+        normalizer = {
+            "type": "BertNormalizer",
+            "clean_text": True,
+            "handle_chinese_chars": True,
+            "strip_accents": None,
+            "lowercase": lowercase,
+        }
         return normalizer
     kind = normalizer.get("type")
     if kind == "BertNormalizer":

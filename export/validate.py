@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from clinbert_onnx.errors import ExportError
 
 
-def _batches(tokenizer: Any, texts: list[str], max_length: int, cls_id: int, sep_id: int, pad_id: int):  # type: ignore[no-untyped-def]
+def _batches(
+    tokenizer: Any, texts: list[str], max_length: int, cls_id: int, sep_id: int, pad_id: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Two padded batches of different widths: short texts, then a full-length row with a short one."""
     ids = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     long_ids = [t for row in ids for t in row][: max_length - 2]
@@ -45,7 +47,12 @@ def check_parity(
     names = {i.name for i in session.get_inputs()}
     worst_hidden = worst_logits = 0.0
     for input_ids, mask in _batches(
-        tokenizer, texts, max_length, special["cls_token_id"], special["sep_token_id"], special["pad_token_id"]
+        tokenizer,
+        texts,
+        max_length,
+        special["cls_token_id"],
+        special["sep_token_id"],
+        special["pad_token_id"],
     ):
         lengths = mask.sum(axis=1)
         positions = (lengths // 2).astype(np.int64)

@@ -15,7 +15,15 @@ from clinbert_onnx.errors import BundleError
 
 from .recipes import DEFAULT_INT8, RECIPES, GateThresholds, QuantRecipe, get_recipe
 
-__all__ = ["DEFAULT_INT8", "RECIPES", "GateThresholds", "QuantRecipe", "build_variant", "get_recipe", "requantize"]
+__all__ = [
+    "DEFAULT_INT8",
+    "RECIPES",
+    "GateThresholds",
+    "QuantRecipe",
+    "build_variant",
+    "get_recipe",
+    "requantize",
+]
 
 
 def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe) -> dict[str, Any]:
@@ -53,7 +61,7 @@ def requantize(
     variant: str | None = None,
 ) -> dict[str, Any]:
     """Rebuild one variant (default: the recipe's precision) of an existing bundle from its fp32 variant."""
-    from .gate import run_gate
+    from .gate import gate_device, run_gate
 
     bundle = open_bundle(bundle_dir)
     fp32 = bundle.variant("fp32")
@@ -69,8 +77,7 @@ def requantize(
         manifest["files"] = {**manifest["files"], staging.name: file_entry(staging)}
         write_manifest(bundle.path, manifest)  # gate reads the staged file through a valid manifest
         try:
-            entry["quality"] = run_gate(bundle.path, name, thresholds, allow_degraded,
-                                        device="cuda" if recipe.precision == "fp16" else "cpu")
+            entry["quality"] = run_gate(bundle.path, name, thresholds, allow_degraded, gate_device(recipe))
         except BaseException:
             write_manifest(bundle.path, bundle.manifest)
             raise

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from clinbert_onnx.errors import QualityGateError
 
-from .recipes import GateThresholds
+from .recipes import GateThresholds, QuantRecipe
 
 
 def probe_sentences() -> list[str]:
@@ -46,6 +45,7 @@ def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str
     cos = (a * b).sum(axis=1)
     report: dict[str, Any] = {
         "reference": reference,
+        "device": cand.device,
         "probe_sentences": len(sentences),
         "embedding_cosine_mean": round(float(cos.mean()), 5),
         "embedding_cosine_min": round(float(cos.min()), 5),
@@ -72,9 +72,17 @@ def judge(report: dict[str, Any], thresholds: GateThresholds) -> list[str]:
         ("fill_mask_top1_agreement", thresholds.top1_agreement),
         ("fill_mask_top5_overlap", thresholds.top5_overlap),
     ]
-    return [
-        f"{name} {report[name]:.4f} < {limit}" for name, limit in checks if name in report and report[name] < limit
-    ]
+    return [f"{name} {report[name]:.4f} < {limit}" for name, limit in checks if name in report and report[name] < limit]
+
+
+def gate_device(recipe: QuantRecipe) -> str:
+    """Where to gate a variant: fp16 on CUDA when a CUDA provider is present, else on CPU (ONNX Runtime has CPU
+    kernels for the fp16 graph, so the numerics are checked anywhere; GPU figures come from a GPU run)."""
+    import onnxruntime as ort
+
+    if recipe.precision == "fp16" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return "cuda"
+    return "cpu"
 
 
 def run_gate(

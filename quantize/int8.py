@@ -99,6 +99,20 @@ def check_quantized(model: Any, recipe: QuantRecipe) -> dict[str, int]:
     quantized = counts.get("DynamicQuantizeMatMul", 0) + counts.get("MatMulInteger", 0) + counts.get("QAttention", 0)
     if quantized == 0:
         raise ExportError(f"recipe {recipe.name} quantized no MatMul: the graph was not recognised")
-    return {k: v for k, v in counts.items() if k in (
-        "DynamicQuantizeMatMul", "MatMulInteger", "QAttention", "Attention", "QEmbedLayerNormalization",
-        "EmbedLayerNormalization", "MatMul", "SkipLayerNormalization", "BiasGelu", "FastGelu")}
+    return {
+        k: v
+        for k, v in counts.items()
+        if k
+        in (
+            "DynamicQuantizeMatMul",
+            "MatMulInteger",
+            "QAttention",
+            "Attention",
+            "QEmbedLayerNormalization",
+            "EmbedLayerNormalization",
+            "MatMul",
+            "SkipLayerNormalization",
+            "BiasGelu",
+            "FastGelu",
+        )
+    }

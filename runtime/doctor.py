@@ -18,10 +18,10 @@ def _version(dist: str) -> str | None:
 
 def _cuda_starts() -> str:
     """Start a one-node CUDA session to prove the provider loads (its libraries are loaded lazily)."""
+    from importlib import resources
+
     import numpy as np
     import onnxruntime as ort
-
-    from importlib import resources
 
     model = resources.files("clinbert_onnx").joinpath("data/identity.onnx").read_bytes()
     try:

@@ -54,9 +54,7 @@ def resolve_targets(tokenizer: Tokenizer, targets: str | Sequence[str] | None) -
     return np.array(sorted(set(ids)), dtype=np.int64)
 
 
-def top_predictions(
-    logits: np.ndarray, top_k: int, target_ids: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
+def top_predictions(logits: np.ndarray, top_k: int, target_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """``logits [masks, vocab]`` → (scores, token ids), each ``[masks, k]``, best first."""
     probs = softmax(logits.astype(np.float32, copy=False))
     candidates = probs if target_ids is None else probs[:, target_ids]

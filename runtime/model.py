@@ -6,7 +6,6 @@ server, ``clinbert score``) can merge requests before the run stage and split re
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,6 @@ class ClinicalBert:
         self.tokenizer.no_padding()
         self.max_length = tok.max_length
         self._inputs = {i.name for i in session.get_inputs()}
-        self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -155,7 +153,7 @@ class ClinicalBert:
         for i, r in enumerate(rows):
             ids[i, : len(r)] = r
             attention[i, : len(r)] = 1
-        feed = {"input_ids": ids, "attention_mask": attention}
+        feed: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": attention}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
         if MASK_INPUT in self._inputs:

@@ -8,6 +8,7 @@ the walk over a 400 MB model reads only a few kilobytes of structure.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import BundleError
@@ -40,7 +41,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: memoryview, start: int, end: int):  # type: ignore[no-untyped-def]
+def _fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int]]:
     """Yield (field_number, payload_start, payload_end) for length-delimited fields; skip the others."""
     pos = start
     while pos < end:

@@ -149,7 +149,5 @@ def create_session(
         return session, "cuda"
     if device == "cuda":
         raise DeviceError(f"device='cuda' requested but the CUDA provider could not start ({failure})")
-    warnings.warn(
-        f"CUDA provider could not start ({failure}); running on CPU", RuntimeWarning, stacklevel=3
-    )
+    warnings.warn(f"CUDA provider could not start ({failure}); running on CPU", RuntimeWarning, stacklevel=3)
     return ort.InferenceSession(str(model_path), sess_options=opts, providers=[CPU_EP]), "cpu"

@@ -119,15 +119,18 @@ def mask_windows(
         if len(where) == 0:
             raise InputError(f"input {item} has no [MASK] token")
         if len(where) > capacity:
-            raise InputError(
-                f"input {item} has {len(where)} [MASK] tokens; at most {capacity} fit in one window"
-            )
+            raise InputError(f"input {item} has {len(where)} [MASK] tokens; at most {capacity} fit in one window")
         positions.append(where)
         n = len(ids)
         if n <= capacity:
             windows.append(
-                Window(item, _row(cls_id, ids, sep_id), weight=n, masks=[int(p) + 1 for p in where],
-                       mask_ordinals=list(range(len(where))))
+                Window(
+                    item,
+                    _row(cls_id, ids, sep_id),
+                    weight=n,
+                    masks=[int(p) + 1 for p in where],
+                    mask_ordinals=list(range(len(where))),
+                )
             )
             continue
         if long_text == "error":
@@ -142,14 +145,19 @@ def mask_windows(
                     "point (use long_text='chunk')"
                 )
             windows.append(
-                Window(item, _row(cls_id, ids[:capacity], sep_id), weight=capacity,
-                       masks=[int(p) + 1 for p in where], mask_ordinals=list(range(len(where))))
+                Window(
+                    item,
+                    _row(cls_id, ids[:capacity], sep_id),
+                    weight=capacity,
+                    masks=[int(p) + 1 for p in where],
+                    mask_ordinals=list(range(len(where))),
+                )
             )
             continue
         # One window centred on each mask; masks whose centred windows start at the same token share it.
         by_start: dict[int, Window] = {}
         for ordinal, p in enumerate(where):
-            start = int(min(max(p - capacity // 2, 0), n - capacity))
+            start = min(max(int(p) - capacity // 2, 0), n - capacity)
             win = by_start.get(start)
             if win is None:
                 win = Window(item, _row(cls_id, ids[start : start + capacity], sep_id), weight=capacity)

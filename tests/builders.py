@@ -97,8 +97,11 @@ def make_checkpoint(
         words = train_vocab(vocab_size, lowercase=(tokenizer_style == "uncased"))
         (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
         if tokenizer_style in ("cased", "uncased"):
-            tok = BertTokenizerFast(str(folder / "vocab.txt"), do_lower_case=(tokenizer_style == "uncased"),
-                                    model_max_length=max_positions)
+            tok = BertTokenizerFast(
+                str(folder / "vocab.txt"),
+                do_lower_case=(tokenizer_style == "uncased"),
+                model_max_length=max_positions,
+            )
             tok.save_pretrained(folder)
     return folder
 

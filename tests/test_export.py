@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import make_checkpoint
-from conftest import requires_export
-
 from clinbert_onnx.cli import main
+from conftest import requires_export
 
 pytestmark = requires_export
 
@@ -57,7 +56,12 @@ def test_manifest_records_what_the_spec_requires(tiny_bundle):
     parity = m["variants"]["fp32"]["parity"]
     assert parity["max_abs_diff_hidden"] <= 1e-4 and parity["max_abs_diff_mask_logits"] <= 1e-4
     q = m["variants"]["int8"]["quality"]
-    assert {"embedding_cosine_mean", "embedding_cosine_min", "fill_mask_top1_agreement", "fill_mask_top5_overlap"} <= set(q)
+    assert {
+        "embedding_cosine_mean",
+        "embedding_cosine_min",
+        "fill_mask_top1_agreement",
+        "fill_mask_top5_overlap",
+    } <= set(q)
     assert m["variants"]["int8"]["recipe"]["per_channel"] is True
     on_disk = {p.name for p in tiny_bundle.iterdir() if p.name != "manifest.json"}
     assert set(m["files"]) == on_disk
@@ -87,7 +91,11 @@ def test_casing_detected_and_overridable(tmp_path, tiny_checkpoint, tiny_bundle)
 
     out = tmp_path / "lower"
     assert main(["export", str(tiny_checkpoint), "--out", str(out), "--lowercase", "--variants", "fp32"]) == 0
-    assert _manifest(out)["tokenizer"] == {**_manifest(out)["tokenizer"], "lowercase": True, "lowercase_source": "override"}
+    assert _manifest(out)["tokenizer"] == {
+        **_manifest(out)["tokenizer"],
+        "lowercase": True,
+        "lowercase_source": "override",
+    }
     lowered = ClinicalBert.load(out, device="cpu", variant="fp32")
     assert lowered.tokenizer.encode("Patient").ids == lowered.tokenizer.encode("patient").ids
 
@@ -207,7 +215,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint, capsys, monke
 def test_hub_id_offline_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     err = _one_line_error(
-        capsys, ["export", "emilyalsentzer/Bio_ClinicalBERT", "--revision", "abc123", "--out", str(tmp_path / "o")], 5
+        capsys,
+        ["export", "emilyalsentzer/Bio_ClinicalBERT", "--revision", "abc123", "--out", str(tmp_path / "o")],
+        5,
     )
     assert "emilyalsentzer/Bio_ClinicalBERT" in err
 
@@ -236,5 +246,10 @@ def test_bio_clinicalbert_shaped_int8_size(tmp_path):
     m = _manifest(tmp_path / "b")
     assert m["files"]["model.int8.onnx"]["size"] <= 115e6
     assert m["variants"]["fp32"]["fused_ops"] == {
-        "EmbedLayerNormalization": 1, "Attention": 12, "SkipLayerNormalization": 24, "BiasGelu": 12, "MatMul": 36}
+        "EmbedLayerNormalization": 1,
+        "Attention": 12,
+        "SkipLayerNormalization": 24,
+        "BiasGelu": 12,
+        "MatMul": 36,
+    }
     assert m["variants"]["fp32"]["parity"]["max_abs_diff_hidden"] <= 1e-4

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import DATA
-
 from clinbert_onnx import (
     BundleError,
     ChecksumError,
@@ -40,7 +39,11 @@ def test_cpu_defaults_to_int8_and_variant_override(tiny_bundle, model):
 
 
 def test_embed_returns_float32_in_input_order(tiny_bundle, model):
-    texts = ["Chest pain.", "Patient admitted with community acquired pneumonia and started on ceftriaxone.", "SOB"]
+    texts = [
+        "Chest pain.",
+        "Patient admitted with community acquired pneumonia and started on ceftriaxone.",
+        "SOB",
+    ]
     fp32 = ClinicalBert.load(tiny_bundle, device="cpu", variant="fp32")
     np.testing.assert_allclose(fp32.embed(texts), np.stack([fp32.embed(t)[0] for t in texts]), atol=1e-5)
     # int8 quantizes activations per batch, so batch-mates shift results slightly (never the order)
@@ -181,8 +184,13 @@ def test_external_data_outside_the_bundle_is_refused(tmp_path, tiny_bundle):
     shutil.copytree(tiny_bundle, copy)
     weight = helper.make_tensor("w", TensorProto.FLOAT, [4], np.ones(4, np.float32).tobytes(), raw=True)
     node = helper.make_node("Add", ["x", "w"], ["y"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [weight],
+    )
     model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)])
     from onnx.external_data_helper import set_external_data
 
@@ -230,7 +238,6 @@ def test_cuda_without_provider_is_a_clear_error(tiny_bundle):
 def test_auto_falls_back_with_one_warning_when_cuda_cannot_start(tiny_bundle, monkeypatch):
     """CUDA provider compiled in but unusable: auto warns once and runs on CPU; cuda raises."""
     import onnxruntime as ort
-
     from clinbert_onnx import session
 
     real = ort.InferenceSession

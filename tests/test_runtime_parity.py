@@ -6,9 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import requires_export
-
 from clinbert_onnx import ClinicalBert
+from conftest import requires_export
 
 pytestmark = requires_export
 
@@ -90,9 +89,8 @@ def test_embeddings_match_torch_pooling(fp32, tiny_checkpoint, tiny_bundle, pool
 def test_minilm_real_weights_int8_close_to_torch(minilm_bundle):
     """Real pretrained weights: FP32 is exact, INT8 (default recipe) keeps mean cosine >= 0.99 to PyTorch."""
     from builders import minilm_dir
-    from reference import torch_embeddings
-
     from clinbert_onnx.quantize.gate import probe_sentences
+    from reference import torch_embeddings
 
     texts = probe_sentences()
     ref = torch_embeddings(minilm_dir(), minilm_bundle, texts)

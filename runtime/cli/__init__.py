@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser = argparse.ArgumentParser(
-        prog="clinbert", description="Bio_ClinicalBERT without PyTorch: export, quantize, fill-mask, embed, serve."
+        prog="clinbert",
+        description="Bio_ClinicalBERT without PyTorch: export, quantize, fill-mask, embed, serve.",
     )
     parser.add_argument("--version", action="version", version=f"clinbert-onnx {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (never input text)")
@@ -38,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("clinbert_onnx").setLevel(logging.INFO if args.verbose or args.command == "export" else logging.WARNING)
+    logging.getLogger("clinbert_onnx").setLevel(
+        logging.INFO if args.verbose or args.command == "export" else logging.WARNING
+    )
     try:
         code = args.func(args)
     except ClinBertError as exc:

@@ -19,12 +19,22 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: models/<name>)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     case = p.add_mutually_exclusive_group()
-    case.add_argument("--lowercase", dest="lowercase", action="store_const", const=True, default=None,
-                      help="force a lowercasing tokenizer")
-    case.add_argument("--no-lowercase", dest="lowercase", action="store_const", const=False,
-                      help="force a cased tokenizer")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="allow pytorch_model.bin (read with torch.load(weights_only=True))")
+    case.add_argument(
+        "--lowercase",
+        dest="lowercase",
+        action="store_const",
+        const=True,
+        default=None,
+        help="force a lowercasing tokenizer",
+    )
+    case.add_argument(
+        "--no-lowercase", dest="lowercase", action="store_const", const=False, help="force a cased tokenizer"
+    )
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow pytorch_model.bin (read with torch.load(weights_only=True))",
+    )
     p.add_argument("--variants", default="fp32,int8", help="comma list of fp32,int8,fp16 (default fp32,int8)")
     p.add_argument("--recipe", default="int8", help="int8 recipe (see `clinbert quantize --list`)")
     p.add_argument("--allow-degraded", action="store_true", help="keep a variant that fails the accuracy gate")
@@ -107,10 +117,16 @@ def _mb(n: int) -> str:
 def _print_quality(q: dict[str, Any] | None) -> None:
     if not q:
         return
-    keys = ("embedding_cosine_mean", "embedding_cosine_min", "fill_mask_top1_agreement", "fill_mask_top5_overlap")
+    keys = (
+        "embedding_cosine_mean",
+        "embedding_cosine_min",
+        "fill_mask_top1_agreement",
+        "fill_mask_top5_overlap",
+    )
     figures = ", ".join(f"{k} {q[k]}" for k in keys if k in q)
     status = {True: "passed", False: "FAILED (kept with --allow-degraded)", None: "not measured"}[q.get("passed")]
-    print(f"    quality vs {q.get('reference', 'fp32')}: {figures or q.get('note', '')} — {status}")
+    where = f" on {q['device']}" if q.get("device") else ""
+    print(f"    quality vs {q.get('reference', 'fp32')}{where}: {figures or q.get('note', '')} — {status}")
 
 
 def _print_info(path: Path) -> None:
@@ -122,11 +138,13 @@ def _print_info(path: Path) -> None:
     print(f"bundle     {b.path}")
     print(f"source     {src.get('model_id') or src.get('local_path')} @ {src.get('revision') or '-'}")
     model = m["model"]
-    print(f"model      {model['architecture']}: {model['num_layers']} layers x {model['hidden_size']}, "
-          f"vocab {model['vocab_size']}, tasks: embed{', fill-mask' if model['has_mlm_head'] else ''}")
+    print(
+        f"model      {model['architecture']}: {model['num_layers']} layers x {model['hidden_size']}, "
+        f"vocab {model['vocab_size']}, tasks: embed{', fill-mask' if model['has_mlm_head'] else ''}"
+    )
     tok = m["tokenizer"]
     print(f"tokenizer  lowercase={tok['lowercase']} ({tok['lowercase_source']}), max_length {tok['max_length']}")
-    print(f"versions   " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v))
+    print("versions   " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v))
     print("variants")
     for name, v in b.variants.items():
         size = m["files"].get(v.file, {}).get("size", 0)
@@ -135,8 +153,9 @@ def _print_info(path: Path) -> None:
         print("    ops: " + ", ".join(f"{k} {n}" for k, n in ops.items()))
         parity = v.raw.get("parity")
         if parity:
-            print("    parity vs PyTorch: " + ", ".join(f"{k} {val:.2e}" for k, val in parity.items()
-                                                     if k != "tolerance"))
+            print(
+                "    parity vs PyTorch: " + ", ".join(f"{k} {val:.2e}" for k, val in parity.items() if k != "tolerance")
+            )
         _print_quality(v.raw.get("quality"))
 
 

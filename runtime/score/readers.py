@@ -97,7 +97,7 @@ class LineReader(Reader):
             self._probe()
 
     def _stream(self) -> IO[bytes]:
-        return open(self.path, "rb") if self.path is not None else sys.stdin.buffer  # noqa: SIM115
+        return open(self.path, "rb") if self.path is not None else sys.stdin.buffer
 
     def _probe(self) -> None:
         """Check the first record: valid JSON with the text (and id) column; it fixes the id type."""
@@ -160,14 +160,15 @@ class LineReader(Reader):
         return Row(number, number, text)
 
     def _jsonl(self, number: int, raw: bytes) -> Row:
+        unknown = number if self.id_column is None else None  # the id of a row that cannot be parsed
         if not raw.strip():
-            return Row(number, number, None, "blank line")
+            return Row(number, unknown, None, "blank line")
         try:
             obj = json.loads(raw)
         except ValueError:
-            return Row(number, number, None, "line is not valid JSON")
+            return Row(number, unknown, None, "line is not valid JSON")
         if not isinstance(obj, dict):
-            return Row(number, number, None, "line is not a JSON object")
+            return Row(number, unknown, None, "line is not a JSON object")
         row_id: Id | None = number
         if self.id_column is not None:
             row_id, problem = _json_id(obj.get(self.id_column), self.id_kind, self.id_column)

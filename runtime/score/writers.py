@@ -19,7 +19,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -43,6 +43,7 @@ class AppendFile:
 
     def __init__(self, path: Path, committed: int | None) -> None:
         self.path = path
+        self.fh: IO[bytes]
         if committed is None:
             self.fh = open(path, "wb")  # noqa: SIM115
             return

@@ -12,6 +12,7 @@ its own result or its own error. The queue is bounded in texts: past ``max_queue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -89,10 +90,8 @@ class Batcher:
             await asyncio.sleep(0.01)
         if self._collector is not None:
             self._collector.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._collector
-            except asyncio.CancelledError:
-                pass
         for job in self._pending:
             if not job.future.done():
                 job.future.set_exception(ShuttingDownError("the server is shutting down"))

@@ -51,7 +51,7 @@ def error_body(status: int, code: str, message: str) -> dict[str, Any]:
 
 
 def error_bytes(status: int, code: str, message: str) -> bytes:
-    return json.dumps(error_body(status, code, message)).encode()
+    return json.dumps(error_body(status, code, message), separators=(",", ":")).encode()
 
 
 def from_clinbert(exc: ClinBertError) -> ApiError:

@@ -1,0 +1,87 @@
+"""``clinbert score``: score a whole file (embeddings or fill-mask), streaming and resumable."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..pooling import POOLINGS
+from ..windows import LONG_TEXT_MODES
+
+_EPILOG = """\
+inputs: .txt (a line a text), .jsonl, .csv, .parquet, or - for stdin (.txt lines; --input-format jsonl).
+outputs: .parquet (id, embedding|predictions, windows, tokens), .jsonl (the same, a row per line),
+         .npy (float32 [rows, hidden]; ids in a sidecar NAME.ids.jsonl, embeddings only).
+bad rows go to OUT.errors.jsonl ({"row", "id", "reason"}); a run stopped by Ctrl-C, a crash or kill -9
+continues with --resume, with no row missing or written twice.
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "score", help="score a whole file: embeddings or fill-mask, streaming and resumable",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundle", type=Path, help="bundle folder")
+    p.add_argument("input", help="input file (.txt, .jsonl, .csv, .parquet) or - for stdin")
+    p.add_argument("--out", type=Path, required=True, help="output file (.parquet, .npy or .jsonl)")
+    p.add_argument("--task", default="embed", choices=("embed", "fill-mask"))
+    p.add_argument("--text-column", help="column holding the text (default: text)")
+    p.add_argument("--id-column", help="column holding the row id (default: the row/line number, from 1)")
+    p.add_argument("--input-format", choices=("txt", "jsonl", "csv", "parquet"),
+                   help="input format when the suffix does not tell (stdin is read as txt)")
+    p.add_argument("--top-k", type=int, default=5, help="fill-mask: predictions per mask (default 5)")
+    p.add_argument("--targets", help="fill-mask: comma-separated candidate words to score")
+    p.add_argument("--pooling", default="mean", choices=POOLINGS, help="embed: pooling (default mean)")
+    p.add_argument("--no-normalize", action="store_true", help="embed: skip L2 normalisation")
+    p.add_argument("--long-text", default="chunk", choices=LONG_TEXT_MODES,
+                   help="texts longer than the model's window: chunk (default), truncate, or error (row error)")
+    p.add_argument("--window-rows", type=int, default=1024,
+                   help="rows read, sorted by length and scored together; also the checkpoint step (default 1024)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes, each with its own session and cores/N threads (default 1)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
+    p.add_argument("--force", action="store_true", help="replace existing outputs / discard an interrupted run")
+    p.add_argument("--on-error", default="skip", choices=("skip", "fail"),
+                   help="bad rows: skip (to the errors file, default) or fail (stop at the first)")
+    p.add_argument("--errors", type=Path, help="errors file (default: OUT.errors.jsonl)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification at load")
+    p.set_defaults(func=cmd_score)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from ..score import ScoreOptions, run_score
+
+    targets = None
+    if args.targets is not None:
+        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    options = ScoreOptions(
+        bundle=args.bundle,
+        input=args.input,
+        out=args.out,
+        task=args.task,
+        text_column=args.text_column,
+        id_column=args.id_column,
+        input_format=args.input_format,
+        top_k=args.top_k,
+        targets=targets,
+        pooling=args.pooling,
+        normalize=not args.no_normalize,
+        long_text=args.long_text,
+        window_rows=args.window_rows,
+        workers=args.workers,
+        resume=args.resume,
+        force=args.force,
+        on_error=args.on_error,
+        errors=args.errors,
+        quiet=args.quiet,
+        device=args.device,
+        variant=args.variant,
+        verify=not args.no_verify,
+    )
+    run_score(options)
+    return 0

@@ -1,0 +1,75 @@
+"""``clinbert serve``: the HTTP server (needs the ``[serve]`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+API_KEY_ENV = "CLINBERT_API_KEY"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="HTTP server: OpenAI/TEI-compatible embeddings and fill-mask",
+        description="Serve a bundle over HTTP. Binds 127.0.0.1 unless --host is given; give an API key (flag or "
+        f"{API_KEY_ENV}) before binding anything else. Stops gracefully on SIGTERM.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all available cores)")
+    p.add_argument(
+        "--api-key", help=f"require 'Authorization: Bearer KEY' (prefer the {API_KEY_ENV} environment variable: "
+        "command lines are visible to other users)"
+    )
+    p.add_argument("--served-model-name", help="the 'model' reported by /v1/embeddings (default: the bundle's id)")
+    p.add_argument("--max-batch-tokens", type=int, help="tokens merged into one inference (default: model budget)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long an idle batcher waits for company")
+    p.add_argument("--max-queue", type=int, default=1024, help="texts waiting for inference before 429")
+    p.add_argument("--max-inputs", type=int, default=256, help="texts per request (413 beyond)")
+    p.add_argument("--max-chars", type=int, default=100_000, help="characters per text (422 unless truncating)")
+    p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="request body size (413 beyond)")
+    p.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="allow browser calls from this origin (repeatable; CORS is off by default)",
+    )
+    p.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get at shutdown")
+    p.add_argument("--no-warmup", action="store_true", help="report ready without warm-up inferences")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification at load")
+    p.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+        help="server log level (request bodies are never logged)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..serve import ServeConfig, serve
+
+    if args.threads < 0:
+        raise InputError("--threads must be 0 (all cores) or more")
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        served_model_name=args.served_model_name,
+        max_batch_tokens=args.max_batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_inputs=args.max_inputs,
+        max_chars=args.max_chars,
+        max_body_bytes=args.max_body_bytes,
+        cors_origins=tuple(args.cors_origin),
+        graceful_timeout=args.graceful_timeout,
+        log_level=args.log_level,
+        warmup=not args.no_warmup,
+    )
+    return serve(
+        args.bundle, config, device=args.device, variant=args.variant, verify=not args.no_verify, threads=args.threads
+    )
