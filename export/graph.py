@@ -22,6 +22,7 @@ from clinbert_onnx.errors import ExportError
 HIDDEN = "last_hidden_state"
 MASK_INPUT = "mask_positions"
 LOGITS = "mask_logits"
+POOLED = "mean_pooled"
 DECODER_NODE = "mlm/decoder/MatMul"
 FUSED_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu")
 
@@ -105,6 +106,38 @@ def word_embedding_name(model: Any) -> str:
         if node.op_type == "EmbedLayerNormalization":
             return str(node.input[2])
     raise ExportError("the fused graph has no EmbedLayerNormalization: fusion failed")
+
+
+def add_mean_pooling(model: Any) -> None:
+    """Add ``mean_pooled [B,H]``: the attention-masked mean of ``last_hidden_state``, computed in the graph so a
+    GPU run copies back [B,H] instead of [B,S,H]. Nodes are named ``pool/*`` (kept FP32 in the fp16 variant)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([2], dtype=np.int64), "pool.axis2"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "pool.axis1"),
+            numpy_helper.from_array(np.array(1e-9, dtype=np.float32), "pool.eps"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Cast", ["attention_mask"], ["pool.mask_f"], name="pool/cast", to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["pool.mask_f", "pool.axis2"], ["pool.mask3"], name="pool/unsqueeze"),
+            helper.make_node("Mul", [HIDDEN, "pool.mask3"], ["pool.masked"], name="pool/mul"),
+            helper.make_node("ReduceSum", ["pool.masked", "pool.axis1"], ["pool.sum"], name="pool/sum", keepdims=0),
+            helper.make_node("ReduceSum", ["pool.mask3", "pool.axis1"], ["pool.count"], name="pool/count", keepdims=0),
+            helper.make_node("Max", ["pool.count", "pool.eps"], ["pool.count_safe"], name="pool/clamp"),
+            helper.make_node("Div", ["pool.sum", "pool.count_safe"], [POOLED], name="pool/div"),
+        ]
+    )
+    hidden_size = next((o.type.tensor_type.shape.dim[2] for o in graph.output if o.name == HIDDEN), None)
+    dims: list[Any] = [
+        "batch_size",
+        hidden_size.dim_value if hidden_size is not None and hidden_size.dim_value else "hidden",
+    ]
+    graph.output.append(helper.make_tensor_value_info(POOLED, TensorProto.FLOAT, dims))
 
 
 def add_mlm_head(model: Any, head: MlmHead, hidden_size: int) -> bool:

@@ -144,6 +144,7 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
     log.info("fusing with the ONNX Runtime transformer optimizer")
     fused = graph.fuse(raw, heads, hidden)
     encoder_counts = graph.fused_counts(fused)
+    graph.add_mean_pooling(fused)
     tied = graph.add_mlm_head(fused, graph.head_from_torch(model), hidden) if ckpt.has_mlm_head else None
     fp32_path = staging / "model.fp32.onnx"
     save_model(fused, fp32_path)
@@ -207,7 +208,7 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
         "graph": {
             "inputs": ["input_ids", "attention_mask", "token_type_ids"]
             + (["mask_positions"] if ckpt.has_mlm_head else []),
-            "outputs": ["last_hidden_state"] + (["mask_logits"] if ckpt.has_mlm_head else []),
+            "outputs": ["last_hidden_state", "mean_pooled"] + (["mask_logits"] if ckpt.has_mlm_head else []),
             "mask_positions": "int64 [num_masks]: flat indices row * padded_length + position",
         },
         "variants": variants,

@@ -1,7 +1,7 @@
 """FP16 variant for CUDA: the fused FP32 graph converted with ONNX Runtime's float16 converter.
 
 Graph inputs and outputs stay FP32 (``keep_io_types``), so callers feed and read the same arrays as with the
-fp32 variant. Ops that are numerically sensitive in half precision stay FP32: the MLM head's
+fp32 variant; the in-graph mean pooling (``pool/*`` nodes) stays FP32 too. Ops that are numerically sensitive in half precision stay FP32: the MLM head's
 LayerNormalization and the Softmax/ReduceMean family if present. The fused encoder ops (Attention,
 SkipLayerNormalization, EmbedLayerNormalization, BiasGelu) run in FP16 with FP32 accumulation in their CUDA
 kernels.
@@ -23,15 +23,28 @@ def convert_fp16(fp32_path: Path) -> tuple[Any, dict[str, int]]:
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = OnnxModel(onnx.load(str(fp32_path)))
+    pooling = [n.name for n in model.model.graph.node if n.name.startswith("pool/")]
     model.convert_float_to_float16(
         keep_io_types=True,
         op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)),
+        node_block_list=pooling,
     )
     proto = model.model
     counts = Counter(n.op_type for n in proto.graph.node)
-    facts = {k: v for k, v in counts.items() if k in (
-        "EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "MatMul", "Cast",
-        "LayerNormalization")}
+    facts = {
+        k: v
+        for k, v in counts.items()
+        if k
+        in (
+            "EmbedLayerNormalization",
+            "Attention",
+            "SkipLayerNormalization",
+            "BiasGelu",
+            "MatMul",
+            "Cast",
+            "LayerNormalization",
+        )
+    }
     return proto, facts
 
 

@@ -24,6 +24,7 @@ from .windows import Window, check_long_text, check_texts, embed_windows, mask_w
 HIDDEN_OUTPUT = "last_hidden_state"
 LOGITS_OUTPUT = "mask_logits"
 MASK_INPUT = "mask_positions"
+POOLED_OUTPUT = "mean_pooled"
 DEFAULT_OVERLAP = 64
 #: Padded tokens per batch and rows per batch, by device.
 DEFAULT_BUDGETS = {"cpu": (8192, 64), "cuda": (65536, 256)}
@@ -72,6 +73,7 @@ class ClinicalBert:
         self.tokenizer.no_padding()
         self.max_length = tok.max_length
         self._inputs = {i.name for i in session.get_inputs()}
+        self._outputs = {o.name for o in session.get_outputs()}
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -160,13 +162,30 @@ class ClinicalBert:
             feed[MASK_INPUT] = np.zeros(0, dtype=np.int64)
         return feed
 
+    def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One inference. On CUDA through I/O binding: inputs copied to the device once, and only the
+        requested outputs (pooled vectors or masked logits, never the whole hidden state) copied back."""
+        if self.device != "cuda":
+            return list(self.session.run(outputs, feed))
+        binding = self.session.io_binding()
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, value)
+        for name in outputs:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return list(binding.copy_outputs_to_cpu())
+
     def run_embed(self, windows: list[Window], pooling: str) -> np.ndarray:
         """Pooled (not normalized) vector per window, in window order, computed in token-budget batches."""
         out = np.empty((len(windows), self.hidden_size), dtype=np.float32)
+        in_graph = pooling == "mean" and POOLED_OUTPUT in self._outputs
         for batch in plan_batches([len(w.ids) for w in windows], self.token_budget, self.max_batch):
             feed = self._feed([windows[i].ids for i in batch])
-            (hidden,) = self.session.run([HIDDEN_OUTPUT], feed)
-            out[batch] = pool(hidden, feed["attention_mask"], pooling)
+            if in_graph:
+                (out[batch],) = self._run([POOLED_OUTPUT], feed)
+            else:
+                (hidden,) = self._run([HIDDEN_OUTPUT], feed)
+                out[batch] = pool(hidden, feed["attention_mask"], pooling)
         return out
 
     def run_masks(self, windows: list[Window]) -> list[np.ndarray]:
@@ -177,7 +196,7 @@ class ClinicalBert:
             width = feed["input_ids"].shape[1]
             flat = [row * width + p for row, i in enumerate(batch) for p in windows[i].masks]
             feed[MASK_INPUT] = np.asarray(flat, dtype=np.int64)
-            (logits,) = self.session.run([LOGITS_OUTPUT], feed)
+            (logits,) = self._run([LOGITS_OUTPUT], feed)
             offset = 0
             for i in batch:
                 count = len(windows[i].masks)

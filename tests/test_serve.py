@@ -112,7 +112,7 @@ def test_openai_raw_shapes(client, tiny: ClinicalBert) -> None:
 
 
 def test_openai_long_text_modes(client, tiny: ClinicalBert) -> None:
-    long = " ".join(["hypertension"] * 400)
+    long = " ".join(["fever"] * 300)  # > 128 tokens, < max_chars
     chunked = client.post("/v1/embeddings", json={"input": long, "encoding_format": "float"})  # default: chunk
     np.testing.assert_allclose(chunked.json()["data"][0]["embedding"], tiny.embed(long)[0], atol=1e-5)
     err = assert_error(client.post("/v1/embeddings", json={"input": long, "long_text": "error"}), 422, "text_too_long")
@@ -135,7 +135,7 @@ def test_tei_embed(client, tiny: ClinicalBert) -> None:
 
 
 def test_tei_truncate_semantics(client, tiny: ClinicalBert) -> None:
-    long = " ".join(["metoprolol"] * 400)
+    long = " ".join(["pain"] * 300)
     assert_error(client.post("/embed", json={"inputs": [TEXTS[0], long]}), 422, "text_too_long")
     cut = client.post("/embed", json={"inputs": long, "truncate": True}).json()
     np.testing.assert_allclose(cut[0], tiny.embed(long, long_text="truncate")[0], atol=1e-5)

@@ -154,6 +154,8 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8): same as bad JSON
+            return error_response(ApiError(422, "invalid_input", "the request body is not valid UTF-8 JSON"))
         code = HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         return error_response(ApiError(exc.status_code, code, message, dict(exc.headers or {})))

@@ -1,0 +1,54 @@
+"""clinbert-onnx: our bundle through the public ``ClinicalBert`` API and its session (gathered MLM head)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import ModelSpec, folder_mb, top_k
+
+
+def build(spec: ModelSpec, cache: Path) -> None:
+    """The bundle is built by run.py (``export_bundle``) before any engine loads."""
+
+
+class Ours:
+    def __init__(self, name: str, spec: ModelSpec, threads: int) -> None:
+        from clinbert_onnx import ClinicalBert, SessionConfig
+
+        self.name = name
+        self.variant = name.split("-", 1)[1]
+        self.model = ClinicalBert.load(spec.bundle, device="cpu", variant=self.variant, verify=False,
+                                       session_config=SessionConfig(intra_op_threads=threads))
+        self.session = self.model.session
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.spec = spec
+
+    def _feed(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        if "mask_positions" in self.inputs:
+            feed["mask_positions"] = positions if positions is not None else np.zeros(0, dtype=np.int64)
+        return feed
+
+    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["last_hidden_state"], self._feed(ids, mask))[0]
+
+    def mask_top(self, ids: np.ndarray, mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int) -> np.ndarray:
+        if "mask_positions" not in self.inputs:
+            raise NotImplementedError("no masked-LM head")
+        flat = (rows * ids.shape[1] + cols).astype(np.int64)
+        (logits,) = self.session.run(["mask_logits"], self._feed(ids, mask, flat))  # [M, V]: masks only
+        return top_k(logits, k)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.model.embed(texts)  # length-sorted token-budget batches, windows for long texts
+
+    def size_mb(self) -> float:
+        return folder_mb(self.spec.bundle / self.model.bundle.variants[self.variant].file)
+
+
+def load(name: str, spec: ModelSpec, cache: Path, threads: int) -> Ours:
+    return Ours(name, spec, threads)
