@@ -253,3 +253,15 @@ def test_bio_clinicalbert_shaped_int8_size(tmp_path):
         "MatMul": 36,
     }
     assert m["variants"]["fp32"]["parity"]["max_abs_diff_hidden"] <= 1e-4
+
+
+def test_quantize_exclude_node_keeps_it_fp32(tmp_path, tiny_bundle):
+    import onnx
+
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    graph = onnx.load(str(copy / "model.fp32.onnx")).graph
+    ffn = [n.name for n in graph.node if n.op_type == "MatMul" and "intermediate" in n.name]
+    assert main(["quantize", str(copy), "--exclude-node", ffn[0]]) == 0
+    assert _ops(copy / "model.int8.onnx")["MatMul"] == 1
+    assert _manifest(copy)["variants"]["int8"]["recipe"]["nodes_to_exclude"] == [ffn[0]]

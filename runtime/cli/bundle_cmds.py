@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -45,6 +46,13 @@ def register(sub: Any) -> None:
     p.add_argument("bundle", type=Path, nargs="?")
     p.add_argument("--recipe", default="int8", help="recipe name (int8 = int8-per-channel)")
     p.add_argument("--variant", help="variant name to write (default: the recipe's precision)")
+    p.add_argument(
+        "--exclude-node",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this node in FP32 (repeatable; node names as in the fp32 graph)",
+    )
     p.add_argument("--allow-degraded", action="store_true", help="keep the variant even if it fails the gate")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.set_defaults(func=cmd_quantize)
@@ -104,7 +112,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         return 0
     if args.bundle is None:
         raise InputError("give a bundle folder (or --list)")
-    entry = requantize(args.bundle, get_recipe(args.recipe), _thresholds(), args.allow_degraded, args.variant)
+    recipe = get_recipe(args.recipe)
+    if args.exclude_node:
+        recipe = dataclasses.replace(
+            recipe, name=f"{recipe.name}+exclude", nodes_to_exclude=(*recipe.nodes_to_exclude, *args.exclude_node)
+        )
+    entry = requantize(args.bundle, recipe, _thresholds(), args.allow_degraded, args.variant)
     print(f"{args.variant or entry['precision']}: {entry['file']} ({entry['recipe']['name']})")
     _print_quality(entry.get("quality"))
     return 0
