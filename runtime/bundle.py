@@ -165,7 +165,7 @@ def open_bundle(path: str | Path) -> Bundle:
         }
         _require(manifest, "files", "")
         source = manifest.get("source", {})
-        model_id = str(source.get("model_id") or source.get("local_path") or root.name)
+        model_id = str(source.get("model_id") or root.resolve().name)  # never expose a local path
         return Bundle(
             path=root,
             manifest=manifest,

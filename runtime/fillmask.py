@@ -43,8 +43,7 @@ def resolve_targets(tokenizer: Tokenizer, targets: str | Sequence[str] | None) -
                 continue
             token_id = pieces[0]
             warnings.warn(
-                f"target {i} is not a single vocabulary token; replacing it with its first sub-token "
-                f"{tokenizer.id_to_token(token_id)!r}",
+                f"target {i} is not a single vocabulary token; using its first sub-token (id {token_id})",
                 UserWarning,
                 stacklevel=3,
             )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import fillmask
-from .batching import plan_batches
+from .batching import CALL_OVERHEAD_TOKENS, plan_batches
 from .bundle import Bundle, open_bundle
 from .errors import BundleError, InputError, NoMaskHeadError
 from .pooling import POOLINGS, combine_windows, l2_normalize, pool
@@ -67,6 +67,7 @@ class ClinicalBert:
         budget, rows = DEFAULT_BUDGETS[device]
         self.token_budget = token_budget or budget
         self.max_batch = max_batch or rows
+        self.call_overhead = CALL_OVERHEAD_TOKENS[device]
         tok = bundle.tokenizer
         self.tokenizer = Tokenizer.from_file(str(bundle.path / tok.file))
         self.tokenizer.no_truncation()
@@ -179,7 +180,7 @@ class ClinicalBert:
         """Pooled (not normalized) vector per window, in window order, computed in token-budget batches."""
         out = np.empty((len(windows), self.hidden_size), dtype=np.float32)
         in_graph = pooling == "mean" and POOLED_OUTPUT in self._outputs
-        for batch in plan_batches([len(w.ids) for w in windows], self.token_budget, self.max_batch):
+        for batch in plan_batches([len(w.ids) for w in windows], self.token_budget, self.max_batch, self.call_overhead):
             feed = self._feed([windows[i].ids for i in batch])
             if in_graph:
                 (out[batch],) = self._run([POOLED_OUTPUT], feed)
@@ -191,7 +192,7 @@ class ClinicalBert:
     def run_masks(self, windows: list[Window]) -> list[np.ndarray]:
         """Logits ``[masks_in_window, vocab]`` per window; the MLM head runs on masked positions only."""
         results: list[np.ndarray] = [np.empty(0)] * len(windows)
-        for batch in plan_batches([len(w.ids) for w in windows], self.token_budget, self.max_batch):
+        for batch in plan_batches([len(w.ids) for w in windows], self.token_budget, self.max_batch, self.call_overhead):
             feed = self._feed([windows[i].ids for i in batch])
             width = feed["input_ids"].shape[1]
             flat = [row * width + p for row, i in enumerate(batch) for p in windows[i].masks]

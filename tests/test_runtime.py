@@ -270,3 +270,13 @@ def test_cuda_embed_matches_cpu(tiny_bundle):
 
 def test_package_metadata_paths(tiny_bundle):
     assert Path(tiny_bundle, "manifest.json").is_file()
+
+
+def test_plan_batches_keeps_a_long_row_from_padding_short_ones():
+    lengths = [12] * 40 + [120]
+    batches = plan_batches(lengths, token_budget=8192, max_batch=64, call_overhead=48)
+    assert [40] in [[i] for b in batches for i in b if len(b) == 1]
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded == 40 * 12 + 120
+    # a huge per-call overhead (CUDA) keeps them together
+    assert len(plan_batches(lengths, token_budget=8192, max_batch=64, call_overhead=8192)) == 1

@@ -18,10 +18,9 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 
-from serve_support import MARKER, running, serve_process  # noqa: E402
-
 from clinbert_onnx import ClinicalBert  # noqa: E402
 from clinbert_onnx.serve import ServeConfig, create_app  # noqa: E402
+from serve_support import MARKER, running, serve_process  # noqa: E402
 
 TEXTS = ["Patient denies chest pain.", "History of type 2 diabetes, on metformin.", "Afebrile overnight."]
 LIMITS = ServeConfig(max_inputs=8, max_queue=64, max_chars=2000, max_body_bytes=64 * 1024)
@@ -107,7 +106,8 @@ def test_openai_raw_shapes(client, tiny: ClinicalBert) -> None:
     ok = client.post("/v1/embeddings", json={"input": "x", "dimensions": tiny.hidden_size, "user": "u", "extra": 1})
     assert ok.status_code == 200
     assert_error(client.post("/v1/embeddings", json={"input": "x", "dimensions": 3}), 422, "invalid_input")
-    assert_error(client.post("/v1/embeddings", json={"input": [[1, 2, 3]]}), 422, "invalid_input")  # token arrays
+    tokens = assert_error(client.post("/v1/embeddings", json={"input": [[1, 2, 3]]}), 422, "invalid_input")
+    assert "token arrays are not supported" in tokens["message"]
     assert_error(client.post("/v1/embeddings", json={"input": "x", "encoding_format": "int8"}), 422, "invalid_input")
 
 
@@ -145,6 +145,29 @@ def test_tei_truncate_semantics(client, tiny: ClinicalBert) -> None:
     assert right.status_code == 200
     assert_error(client.post("/embed", json={"inputs": "x", "truncation_direction": "Left"}), 422, "invalid_input")
     assert_error(client.post("/embed", json={"inputs": "x", "prompt_name": "query"}), 422, "invalid_input")
+
+
+def test_huggingface_hub_inference_client(url: str, tiny: ClinicalBert, monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub's InferenceClient (as LangChain's HuggingFaceEndpointEmbeddings uses it) posts to the
+    base URL with options under "parameters"."""
+    hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", False)  # only loopback is reached: the model is a URL
+    vec = hub.InferenceClient(model=url).feature_extraction(TEXTS[0])
+    np.testing.assert_allclose(vec[0], tiny.embed(TEXTS[0])[0], atol=1e-5)
+    raw = hub.InferenceClient(model=f"{url}/embed").feature_extraction(TEXTS[0], normalize=False)
+    np.testing.assert_allclose(raw[0], tiny.embed(TEXTS[0], normalize=False)[0], rtol=1e-4, atol=1e-5)
+    preds = hub.InferenceClient(model=f"{url}/fill-mask").fill_mask("The patient has [MASK] pain.", top_k=2)
+    assert [p.token for p in preds] == [p["token"] for p in tiny.fill_mask("The patient has [MASK] pain.", top_k=2)]
+
+
+def test_top_level_options_win_over_parameters(client, tiny: ClinicalBert) -> None:
+    body = {"inputs": TEXTS[0], "normalize": True, "parameters": {"normalize": False}}
+    np.testing.assert_allclose(client.post("/embed", json=body).json()[0], tiny.embed(TEXTS[0])[0], atol=1e-5)
+    body = {"inputs": "a [MASK] b", "parameters": {"top_k": 3}}
+    assert len(client.post("/fill-mask", json=body).json()) == 3
+    assert len(client.post("/fill-mask", json={**body, "top_k": 1}).json()) == 1
+    body = {"inputs": "x", "parameters": {"truncation_direction": "Left"}}
+    assert_error(client.post("/embed", json=body), 422, "invalid_input")
 
 
 # ------------------------------------------------------------------------------------------------- fill-mask
@@ -243,7 +266,12 @@ def test_access_log_has_route_status_sizes_not_body(url: str, caplog: pytest.Log
         httpx.post(f"{url}/embed", json={"inputs": MARKER})
         httpx.post(f"{url}/embed", json={"inputs": ""})
         httpx.get(f"{url}/{MARKER.replace(' ', '-')}")
-    lines = [r.getMessage() for r in caplog.records if r.name == "clinbert_onnx.serve.access"]
+        deadline = time.monotonic() + 5  # the line is written after the response has gone out
+        while time.monotonic() < deadline:
+            lines = [r.getMessage() for r in caplog.records if r.name == "clinbert_onnx.serve.access"]
+            if any(line.startswith("GET other 404 ") for line in lines):
+                break
+            time.sleep(0.02)
     assert any(line.startswith("POST /embed 200 ") and "in=" in line and "out=" in line for line in lines)
     assert any(line.startswith("POST /embed 422 ") for line in lines)
     assert any(line.startswith("GET other 404 ") for line in lines)
@@ -325,6 +353,12 @@ def test_one_bad_request_does_not_fail_its_batch(tiny: ClinicalBert) -> None:
     assert results[0][0]["token"] == tiny.fill_mask(texts[0])[0]["token"]
     assert results[2][0]["token"] == tiny.fill_mask(texts[2])[0]["token"]
     assert "input 0 has no [MASK]" in results[1]["error"]["message"]  # its own index, not the merged one
+
+
+def test_error_index_is_within_the_request(client) -> None:
+    texts = ["The [MASK] is stable and the patient was discharged home today.", "no mask", "A [MASK]."]
+    err = assert_error(client.post("/fill-mask", json={"inputs": texts}), 422, "invalid_input")
+    assert "input 1 has no [MASK]" in err["message"]
 
 
 def test_metrics(client) -> None:

@@ -1,41 +1,53 @@
-"""Schemathesis against the served OpenAPI schema (real uvicorn on 127.0.0.1): valid and invalid requests for
-every operation; no 5xx, and every response matches its declared status codes, content types and schemas."""
+"""Schemathesis (its CLI, as CI would run it) against the served OpenAPI schema of a real uvicorn on 127.0.0.1.
+
+Valid and invalid requests for every operation: no 5xx, and every response matches its declared status codes,
+content types, headers and schemas; with an API key, requests without it must get 401. Excluded:
+``positive_data_acceptance``, because some limits are server settings (inputs per request: 413; characters per
+input) and fill-mask texts must contain [MASK] — schema-valid requests can rightly get a 4xx.
+"""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
-schemathesis = pytest.importorskip("schemathesis")
+pytest.importorskip("schemathesis")
 
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
-from serve_support import running  # noqa: E402
+from clinbert_onnx import ClinicalBert
+from clinbert_onnx.serve import ServeConfig, create_app
+from serve_support import running
 
-from clinbert_onnx import ClinicalBert  # noqa: E402
-from clinbert_onnx.serve import ServeConfig, create_app  # noqa: E402
-
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+KEY = "schemathesis-key-123"
+EXAMPLES = 40  # per operation and phase; about 30 s a run on two cores
 
 
-@pytest.fixture(scope="module")
-def served_schema(tiny_bundle: Path):
-    config = ServeConfig(max_inputs=16, max_queue=64, max_chars=4000, max_body_bytes=256 * 1024)
+def schemathesis_cli() -> list[str]:
+    script = Path(sys.executable).parent / "schemathesis"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("schemathesis")
+    if found is None:
+        pytest.skip("schemathesis CLI not installed")
+    return [found]
+
+
+@pytest.mark.parametrize("api_key", [None, KEY], ids=["open", "api-key"])
+def test_schemathesis_no_5xx_and_conformance(tiny_bundle: Path, tmp_path: Path, api_key: str | None) -> None:
+    config = ServeConfig(max_inputs=16, max_queue=64, max_chars=4000, max_body_bytes=256 * 1024, api_key=api_key)
+    cmd = [
+        *schemathesis_cli(), "run", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+        "--max-examples", str(EXAMPLES), "--seed", "20240611", "--workers", "2", "--request-timeout", "30",
+        "--no-color", "--report", "junit", "--report-dir", str(tmp_path),
+    ]
+    if api_key:
+        cmd += ["--header", f"Authorization: Bearer {api_key}"]
     with running(create_app(ClinicalBert.load(tiny_bundle), config)) as url:
-        yield schemathesis.openapi.from_url(f"{url}/openapi.json")
-
-
-schema = schemathesis.pytest.from_fixture("served_schema")
-
-
-@schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_api_conforms_and_never_5xx(case) -> None:
-    case.call_and_validate(checks=CHECKS, timeout=30)
+        done = subprocess.run([*cmd, f"{url}/openapi.json"], capture_output=True, text=True, timeout=600,
+                              cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "passed" in done.stdout.split("SUMMARY")[-1], done.stdout[-3000:]

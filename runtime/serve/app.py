@@ -1,4 +1,5 @@
-"""The FastAPI application (importing this module needs the ``[serve]`` extra): routes, the one error mapping, lifespan (batcher + warm-up).
+"""The FastAPI application: routes, the one error mapping, lifespan (batcher + warm-up). Importing this
+module needs the ``[serve]`` extra.
 
 ``create_app(model, config)`` builds an app around an already-loaded :class:`ClinicalBert`; the ``clinbert
 serve`` command loads the bundle first, so a bad bundle fails before anything listens.
@@ -28,10 +29,10 @@ from ..model import ClinicalBert, EmbedResult
 from . import schemas as s
 from .batcher import Batcher, EmbedTask, MaskTask, Task
 from .config import ServeConfig
-from .errors import ApiError, error_body, from_clinbert, validation_message
+from .errors import ApiError, QueueFullError, error_body, from_clinbert, validation_message
 from .inputs import prepare
 from .metrics import Metrics
-from .middleware import Guard, Observe
+from .middleware import OPEN_PATHS, Guard, Observe
 
 log = logging.getLogger("clinbert_onnx.serve")
 #: Responses with more floats than this are serialized on a worker thread, row by row.
@@ -54,7 +55,10 @@ class Runtime:
         self.metrics = Metrics()
         self.max_batch_tokens = config.max_batch_tokens or model.token_budget
         self.batcher = Batcher(
-            model, self.metrics, max_batch_tokens=self.max_batch_tokens, max_wait_ms=config.max_wait_ms,
+            model,
+            self.metrics,
+            max_batch_tokens=self.max_batch_tokens,
+            max_wait_ms=config.max_wait_ms,
             max_queue=config.max_queue,
         )
         self.ready = False
@@ -62,7 +66,7 @@ class Runtime:
 
     async def run(self, task: Task, raw: str | list[str], long_text: str) -> tuple[Any, list[int]]:
         prepared = await prepare(self.model, raw, self.config, long_text)
-        result = await self.batcher.submit(task, prepared.texts, prepared.total_tokens)
+        result = await self.batcher.submit(task, prepared.texts, prepared.tokens)
         return result, prepared.tokens
 
     async def warm_up(self) -> None:
@@ -75,6 +79,8 @@ class Runtime:
                 if self.model.has_mlm_head:
                     mask = self.model.bundle.tokenizer.mask_token
                     await self.run(MaskTask(top_k=1), f"the patient has {mask} pain.", "truncate")
+        except QueueFullError:
+            pass  # traffic got there first: the model is evidently loaded and running
         except ClinBertError as exc:
             log.error("warm-up failed, staying not ready: %s", exc)
             return
@@ -110,6 +116,16 @@ async def render(fn: Callable[..., bytes], floats: int, *args: Any) -> bytes:
     return await asyncio.to_thread(fn, *args)
 
 
+def option(body: Any, name: str) -> Any:
+    """A request option: the top-level field if the client set it, else ``parameters.<name>`` (the Hugging
+    Face Inference API's place for it) if set there, else the field's default."""
+    if name not in body.model_fields_set and body.parameters is not None:
+        value = getattr(body.parameters, name)
+        if value is not None:
+            return value
+    return getattr(body, name)
+
+
 # ------------------------------------------------------------------------------------------------- app
 def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAPI:
     cfg = config or ServeConfig()
@@ -131,7 +147,7 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
         title="clinbert-onnx",
         version=__version__,
         description="Bio_ClinicalBERT embeddings (OpenAI- and TEI-compatible) and fill-mask, served with ONNX "
-        "Runtime. Errors always have the shape {\"error\": {\"message\", \"type\", \"code\"}}.",
+        'Runtime. Errors always have the shape {"error": {"message", "type", "code"}}.',
         lifespan=lifespan,
         redoc_url=None,
     )
@@ -163,7 +179,6 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
     errors: dict[int | str, dict[str, Any]] = {
         status: {"model": s.ErrorResponse, "description": text}
         for status, text in {
-            401: "Missing or invalid API key",
             413: "Body too large or too many inputs",
             422: "Invalid input (empty, not a string, too long...)",
             429: "Queue full; see Retry-After",
@@ -186,9 +201,10 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
     @app.post("/embed", response_model=list[list[float]], responses=errors, tags=["TEI"])
     async def embed(body: s.EmbedRequest) -> Response:
         """Text Embeddings Inference-compatible: one vector per input. ``truncate=false`` (default) answers
-        422 text_too_long for texts longer than the window."""
-        long_text = body.long_text or ("truncate" if body.truncate else "error")
-        task = EmbedTask(normalize=body.normalize, long_text=long_text)
+        422 text_too_long for texts longer than the window. ``POST /`` is the same (as in TEI)."""
+        truncate = option(body, "truncate")
+        long_text = body.long_text or ("truncate" if truncate else "error")
+        task = EmbedTask(normalize=option(body, "normalize"), long_text=long_text)
         result, tokens = await rt.run(task, body.inputs, long_text)
         payload = await render(render_tei, len(tokens) * model.hidden_size, result)
         return Response(payload, media_type=json_type)
@@ -199,17 +215,20 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
         {score, token, token_str, sequence} (a list per mask if several); for a list, one such result per text."""
         if not model.has_mlm_head:
             raise ApiError(422, "no_mlm_head", "this bundle serves embeddings only (no masked-LM head)")
-        if body.top_k > cfg.max_top_k:
+        top_k, targets = option(body, "top_k"), option(body, "targets")
+        if top_k > cfg.max_top_k:
             raise InputError(f"top_k must be at most {cfg.max_top_k}")
-        targets = [body.targets] if isinstance(body.targets, str) else body.targets
+        targets = [targets] if isinstance(targets, str) else targets
         if targets is not None and not 1 <= len(targets) <= cfg.max_targets:
             raise InputError(f"targets must list between 1 and {cfg.max_targets} words")
         if targets is not None and any(not t.strip() or len(t) > 100 for t in targets):
             raise InputError("each target must be a non-empty word of at most 100 characters")
-        task = MaskTask(body.top_k, tuple(targets) if targets is not None else None, body.long_text)
+        task = MaskTask(top_k, tuple(targets) if targets is not None else None, body.long_text)
         result, _ = await rt.run(task, body.inputs, body.long_text)
         predictions = result.predictions[0] if isinstance(body.inputs, str) else result.predictions
         return Response(json.dumps(predictions, ensure_ascii=False).encode(), media_type=json_type)
+
+    app.post("/", include_in_schema=False)(embed)  # TEI's root route, where huggingface_hub clients post
 
     @app.get("/health", response_model=s.Status, tags=["Operations"])
     async def health() -> dict[str, str]:
@@ -228,18 +247,31 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
         """Model id, revision, variant, device, quality report and limits."""
         base = model.info()
         limits = {
-            "max_inputs": cfg.max_inputs, "max_chars": cfg.max_chars, "max_body_bytes": cfg.max_body_bytes,
-            "max_queue": cfg.max_queue, "max_batch_tokens": rt.max_batch_tokens, "max_wait_ms": cfg.max_wait_ms,
-            "max_top_k": cfg.max_top_k, "max_targets": cfg.max_targets,
+            "max_inputs": cfg.max_inputs,
+            "max_chars": cfg.max_chars,
+            "max_body_bytes": cfg.max_body_bytes,
+            "max_queue": cfg.max_queue,
+            "max_batch_tokens": rt.max_batch_tokens,
+            "max_wait_ms": cfg.max_wait_ms,
+            "max_top_k": cfg.max_top_k,
+            "max_targets": cfg.max_targets,
         }
         return {
-            **base, "served_model_name": rt.name, "version": __version__, "limits": limits,
-            "max_input_length": model.max_length, "max_client_batch_size": cfg.max_inputs,
+            **base,
+            "served_model_name": rt.name,
+            "version": __version__,
+            "limits": limits,
+            "max_input_length": model.max_length,
+            "max_client_batch_size": cfg.max_inputs,
             "max_batch_tokens": rt.max_batch_tokens,
         }
 
-    @app.get("/metrics", response_class=Response, tags=["Operations"],
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        tags=["Operations"],
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         """Prometheus metrics."""
         body, content_type = rt.metrics.render()
@@ -248,7 +280,9 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
     app.add_middleware(Guard, api_key=cfg.api_key, max_body_bytes=cfg.max_body_bytes)
     if cfg.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=list(cfg.cors_origins), allow_methods=["GET", "POST"],
+            CORSMiddleware,
+            allow_origins=list(cfg.cors_origins),
+            allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(Observe, metrics=rt.metrics)
@@ -266,6 +300,16 @@ def _document_bearer(app: FastAPI) -> None:
             schema = build()
             schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}]
+            unauthorized = {
+                "description": "Missing or invalid API key",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+            }
+            for path, operations in schema.get("paths", {}).items():
+                for operation in operations.values():
+                    if path in OPEN_PATHS:
+                        operation["security"] = []
+                    else:
+                        operation.setdefault("responses", {}).setdefault("401", unauthorized)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -21,7 +21,8 @@ class ServeConfig:
             own token budget (8192 on CPU, 65536 on CUDA).
         max_wait_ms: how long the first request of an idle batcher waits for company before running.
         max_queue: texts waiting for inference (all requests together); beyond it, 429 with Retry-After.
-        max_inputs: texts per request (413 beyond).
+        max_inputs: texts per request (413 beyond); 2048 is OpenAI's own limit, so clients that send large
+            lists (LangChain sends 1000 texts per request) work unchanged.
         max_chars: characters per text (422 beyond, except with truncation, which cuts the text).
         max_body_bytes: request body size (413 beyond).
         max_top_k, max_targets: fill-mask bounds (422 beyond).
@@ -36,8 +37,8 @@ class ServeConfig:
     api_key: str | None = field(default=None, repr=False)
     max_batch_tokens: int | None = None
     max_wait_ms: float = 5.0
-    max_queue: int = 1024
-    max_inputs: int = 256
+    max_queue: int = 4096
+    max_inputs: int = 2048
     max_chars: int = 100_000
     max_body_bytes: int = 4 * 1024 * 1024
     max_top_k: int = 100

@@ -79,7 +79,16 @@ def validation_message(errors: list[Any]) -> str:
         else:
             parts.append(f"{where}: {msg}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    if any(err.get("type") == "string_type" and _token_ids(err.get("input")) for err in errors):
+        more += " (token arrays are not supported: send text; LangChain: check_embedding_ctx_length=False)"
     return "; ".join(parts) + more
+
+
+def _token_ids(value: object) -> bool:
+    """An int or a list of ints: what OpenAI clients send when they tokenize on their side."""
+    if isinstance(value, list):
+        return bool(value) and all(type(v) is int for v in value)
+    return type(value) is int
 
 
 def log_unexpected(exc: BaseException) -> None:

@@ -33,9 +33,7 @@ def check_request_texts(raw: str | Sequence[str], config: ServeConfig, long_text
     if not items:
         raise InputError("the input list is empty: give at least one text")
     if len(items) > config.max_inputs:
-        raise TooManyInputsError(
-            f"{len(items)} inputs in one request; this server accepts at most {config.max_inputs}"
-        )
+        raise TooManyInputsError(f"{len(items)} inputs in one request; this server accepts at most {config.max_inputs}")
     out: list[str] = []
     for i, text in enumerate(items):
         if len(text) > config.max_chars:
@@ -49,9 +47,7 @@ def check_request_texts(raw: str | Sequence[str], config: ServeConfig, long_text
     return check_texts(out)
 
 
-async def prepare(
-    model: ClinicalBert, raw: str | Sequence[str], config: ServeConfig, long_text: str
-) -> Prepared:
+async def prepare(model: ClinicalBert, raw: str | Sequence[str], config: ServeConfig, long_text: str) -> Prepared:
     """Check limits and count tokens. ``long_text="error"`` rejects over-long texts here, before queueing."""
     texts = check_request_texts(raw, config, long_text)
     if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:

@@ -6,6 +6,7 @@ from typing import Any
 
 #: Routes reported by name; anything else is counted as "other" so scanners cannot inflate label cardinality.
 ROUTES = (
+    "/",
     "/v1/embeddings",
     "/embed",
     "/fill-mask",
@@ -47,7 +48,9 @@ class Metrics:
         self.queue_texts = Gauge("clinbert_queue_texts", "Texts waiting for inference", registry=r)
         self.queue_requests = Gauge("clinbert_queue_requests", "Requests waiting for inference", registry=r)
         self.queue_wait = Histogram(
-            "clinbert_queue_wait_seconds", "Time a request waited before its batch ran", buckets=LATENCY_BUCKETS,
+            "clinbert_queue_wait_seconds",
+            "Time a request waited before its batch ran",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.batch_texts = Histogram(
@@ -60,11 +63,16 @@ class Metrics:
             "clinbert_batch_tokens", "Tokens per inference call", buckets=TOKEN_BUCKETS, registry=r
         )
         self.inference = Histogram(
-            "clinbert_inference_duration_seconds", "Time of one inference call", ["task"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "clinbert_inference_duration_seconds",
+            "Time of one inference call",
+            ["task"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.tokens = Counter(
-            "clinbert_tokens_processed", "Tokens processed (incl. [CLS]/[SEP], before truncation)", ["task"],
+            "clinbert_tokens_processed",
+            "Tokens processed (incl. [CLS]/[SEP], before truncation)",
+            ["task"],
             registry=r,
         )
         self.texts = Counter("clinbert_texts_processed", "Texts processed", ["task"], registry=r)

@@ -65,7 +65,10 @@ class Guard:
             return
         if scope["path"] not in OPEN_PATHS and scope["method"] != "OPTIONS" and not self.authorized(scope):
             await send_error(
-                send, 401, "invalid_api_key", "missing or invalid API key (send 'Authorization: Bearer <key>')",
+                send,
+                401,
+                "invalid_api_key",
+                "missing or invalid API key (send 'Authorization: Bearer <key>')",
                 {"WWW-Authenticate": "Bearer"},
             )
             return
@@ -100,7 +103,10 @@ class Guard:
 
     async def _too_large(self, send: Send) -> None:
         await send_error(
-            send, 413, "body_too_large", f"the request body exceeds {self.max_body_bytes} bytes",
+            send,
+            413,
+            "body_too_large",
+            f"the request body exceeds {self.max_body_bytes} bytes",
             {"Connection": "close"},
         )
 
@@ -151,6 +157,11 @@ class Observe:
             client = scope.get("client")
             access_log.info(
                 "%s %s %d %.1fms in=%dB out=%dB client=%s",
-                scope["method"], route, status, seconds * 1000, state["in"], state["out"],
+                scope["method"],
+                route,
+                status,
+                seconds * 1000,
+                state["in"],
+                state["out"],
                 client[0] if client else "-",
             )

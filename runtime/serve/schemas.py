@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Documented as non-blank and non-empty; checked in code (so the 422 says which input is blank).
+Text = Annotated[str, Field(json_schema_extra={"minLength": 1, "pattern": "\\S"})]
+Texts = Annotated[list[Text], Field(json_schema_extra={"minItems": 1})]
 LongText = Literal["chunk", "truncate", "error"]
 LONG_TEXT_DOC = (
     "Texts longer than the model's window: 'chunk' (overlapping windows, combined), 'truncate' (keep the first "
@@ -20,7 +23,7 @@ class _Request(BaseModel):
 
 # ------------------------------------------------------------------------------------------------- OpenAI
 class EmbeddingsRequest(_Request):
-    input: str | list[str] = Field(description="A text or a list of texts (token arrays are not supported).")
+    input: Text | Texts = Field(description="A text or a list of texts (token arrays are not supported).")
     model: str | None = Field(None, description="Accepted for compatibility; this server serves one model.")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="'base64': little-endian float32 bytes, base64-encoded (what the openai SDK asks for)."
@@ -49,21 +52,38 @@ class EmbeddingsResponse(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------------- TEI
+PARAMETERS_DOC = "Options as the Hugging Face Inference API / huggingface_hub send them; top-level fields win."
+
+
+class EmbedParameters(_Request):
+    normalize: bool | None = None
+    truncate: bool | None = None
+    truncation_direction: Literal["Right", "right"] | None = None
+    prompt_name: None = None
+
+
 class EmbedRequest(_Request):
-    inputs: str | list[str]
+    inputs: Text | Texts
     normalize: bool = True
     truncate: bool = Field(False, description="Truncate texts longer than the window (else 422 text_too_long).")
     truncation_direction: Literal["Right", "right"] = Field("Right", description="Only right truncation.")
     prompt_name: None = Field(None, description="Prompts are not supported; must be null.")
     long_text: LongText | None = Field(None, description=LONG_TEXT_DOC + " Overrides 'truncate' when given.")
+    parameters: EmbedParameters | None = Field(None, description=PARAMETERS_DOC)
 
 
 # ------------------------------------------------------------------------------------------------- fill-mask
+class FillMaskParameters(_Request):
+    top_k: int | None = Field(None, ge=1)
+    targets: str | list[str] | None = None
+
+
 class FillMaskRequest(_Request):
-    inputs: str | list[str] = Field(description="Text(s) containing the mask token, e.g. [MASK].")
+    inputs: Text | Texts = Field(description="Text(s) containing the mask token, e.g. [MASK].")
     top_k: int = Field(5, ge=1, description="Predictions per mask (at most the server's max_top_k).")
     targets: str | list[str] | None = Field(None, description="Candidate words to score instead of the vocabulary.")
     long_text: LongText = Field("chunk", description=LONG_TEXT_DOC)
+    parameters: FillMaskParameters | None = Field(None, description=PARAMETERS_DOC)
 
 
 class Prediction(BaseModel):

@@ -9,10 +9,12 @@ here absorbs that re-raise.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
+import warnings
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -55,9 +57,15 @@ def serve(
     if not config.is_loopback and not config.api_key:
         log.warning(
             "listening on %s without an API key: anyone who can reach this port can use the model "
-            "(set CLINBERT_API_KEY or --api-key)", config.host,
+            "(set CLINBERT_API_KEY or --api-key)",
+            config.host,
         )
-    session_config = SessionConfig(intra_op_threads=threads) if threads else None
+    # The event loop needs the cores between batches: no spin-waiting ONNX Runtime threads, and no tokenizer
+    # thread pool (requests are tokenized one by one as they arrive; rayon's idle threads would spin too).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # fill-mask's "target N is not a single vocabulary token; replacing it with ..." quotes a piece of the request
+    warnings.filterwarnings("ignore", message=r"target \d+ ", category=UserWarning)
+    session_config = SessionConfig(intra_op_threads=threads, spin=False)
     model = ClinicalBert.load(bundle, device=device, variant=variant, verify=verify, session_config=session_config)
     log.info("loaded %s (variant %s on %s)", model.bundle.model_id, model.variant, model.device)
     return run(create_app(model, config), config)
