@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clinbert_onnx.errors import InputError, MissingDependencyError, NoMaskHeadError
 from clinbert_onnx.score import OutputExistsError, ResumeError, RowError, ScoreOptions, run_score
 from clinbert_onnx.score.engine import plan_slices, row_reason
@@ -148,7 +147,8 @@ def test_parquet_and_csv_inputs_keep_ids(tiny_bundle: Path, tmp_path: Path) -> N
     got = pq.read_table(tmp_path / "a.parquet")
     assert got["id"].to_pylist() == ids and str(got.schema.field("id").type) == "int64"
 
-    csv_lines = ["note_id,note_text,other"] + [f'{i},"{t.replace(chr(34), "")}","x,y"' for i, t in zip(ids, lines)]
+    rows = [f'{i},"{t.replace(chr(34), "")}","x,y"' for i, t in zip(ids, lines, strict=True)]
+    csv_lines = ["note_id,note_text,other", *rows]
     (tmp_path / "n.csv").write_text("\n".join(csv_lines) + "\n", encoding="utf-8")
     score(tiny_bundle, tmp_path / "n.csv", tmp_path / "c.jsonl", text_column="note_text", id_column="note_id")
     assert [r["id"] for r in read_jsonl(tmp_path / "c.jsonl")] == [str(i) for i in ids]

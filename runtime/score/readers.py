@@ -22,6 +22,7 @@ Id = int | str
 _BOM = b"\xef\xbb\xbf"
 _BATCH = 4096
 _PROBE_LINES = 1000
+_CSV_BLOCK = 8 << 20  # a CSV row must fit in one block
 
 
 @dataclass(slots=True)
@@ -107,7 +108,9 @@ class LineReader(Reader):
             for number, raw in enumerate(fh, 1):
                 if self.path is None:
                     self._stdin_head.append(raw)
-                if not raw.strip() and number < _PROBE_LINES:
+                if not raw.strip():
+                    if number >= _PROBE_LINES:
+                        return  # nothing but blank lines so far: leave them to the row checks
                     continue
                 try:
                     obj = json.loads(raw.removeprefix(_BOM) if number == 1 else raw)
@@ -188,6 +191,10 @@ def _json_id(value: object, kind: str, column: str) -> tuple[Id | None, str | No
     if type(value) is int:
         return (value if kind == "int" else str(value)), None
     if isinstance(value, str) and kind == "str":
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None, f"id column {column!r} holds invalid Unicode (lone surrogates)"
         return value, None
     if isinstance(value, str):
         return None, f"id column {column!r} holds a string where the first record holds an integer"
@@ -239,8 +246,8 @@ class _ArrowReader(Reader):
 
     def rows(self, skip: int = 0, offset: int = -1) -> Iterator[Row]:
         for first, batch in self._batches(skip):
-            texts = batch.column(0).to_pylist()
-            ids = batch.column(1).to_pylist() if self.id_column is not None else None
+            texts = batch.column(self.column).to_pylist()
+            ids = batch.column(self.id_column).to_pylist() if self.id_column is not None else None
             for i, text in enumerate(texts):
                 number = first + i
                 row_id: Id | None = number
@@ -278,7 +285,7 @@ class CsvReader(_ArrowReader):
         import pyarrow.csv as pacsv
 
         try:
-            with pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=1 << 20)) as probe:
+            with pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK)) as probe:
                 return probe.schema
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"cannot read {self.path} as CSV ({_arrow_reason(exc)})") from None
@@ -291,9 +298,10 @@ class CsvReader(_ArrowReader):
         import pyarrow.csv as pacsv
 
         convert = pacsv.ConvertOptions(
-            include_columns=self._columns(), column_types={col: pa.string() for col in self._columns()}
+            include_columns=self._columns(), column_types={col: pa.string() for col in self._columns()},
+            strings_can_be_null=True,  # an empty field is a missing value
         )
-        read = pacsv.ReadOptions(block_size=1 << 20)
+        read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
         try:
             reader = pacsv.open_csv(self.path, read_options=read, convert_options=convert)
         except (pa.ArrowInvalid, OSError) as exc:

@@ -97,6 +97,8 @@ def _check_outputs(options: ScoreOptions, work: WorkDir) -> bool:
     for dest in dests:
         if not dest.parent.is_dir():
             raise InputError(f"output folder does not exist: {dest.parent}")
+        if dest.exists() and not dest.is_file():
+            raise InputError(f"{dest} exists and is not a regular file")
         if dest.exists() and not options.force:
             raise OutputExistsError(f"{dest} exists: use --force to replace it (or --resume to continue a run)")
     return False
@@ -193,9 +195,8 @@ class _Job:
                 progress.commit(self.rows_done, self.offset, stats.errors)
         except KeyboardInterrupt:
             progress.close()
-            if not options.quiet:
-                print(f"clinbert score: stopped; rows 1-{self.rows_done:,} are committed: "
-                      "run the same command with --resume to continue", file=self.err)
+            print(f"clinbert score: stopped; rows 1-{self.rows_done:,} are committed: "
+                  "run the same command with --resume to continue", file=self.err)
             raise
         finally:
             self.output.close()

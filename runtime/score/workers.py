@@ -68,9 +68,28 @@ _MODEL: Any = None
 _LOAD_ERROR: ClinBertError | None = None
 
 
+def _exit_with_parent() -> None:
+    """Die with the parent: after a kill -9 of ``clinbert score`` its workers would otherwise wait forever on
+    a queue whose write end they hold themselves."""
+    import multiprocessing
+    import os
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _init(load: LoadSpec) -> None:
     global _MODEL, _LOAD_ERROR
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _exit_with_parent()
     try:
         _MODEL = load_model(load)
     except ClinBertError as exc:  # re-raised by each task, so the parent sees the real error
@@ -136,7 +155,17 @@ class PoolScorer:
         return chunk, scored
 
     def close(self, cancel: bool = False) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=cancel)
+        """Stop the pool; ``cancel`` (Ctrl-C, an error) also stops the windows being scored, whose results
+        would be thrown away anyway: the checkpoint is behind them."""
+        if not cancel:
+            self.pool.shutdown(wait=True)
+            return
+        processes = list(getattr(self.pool, "_processes", {}).values())  # no public way to stop running tasks
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
 
 def make_scorer(load: LoadSpec, workers: int) -> LocalScorer | PoolScorer:
