@@ -135,19 +135,23 @@ def mixed_lengths(n: int, max_length: int, seed: int = 7) -> list[int]:
 
 
 def texts_of_lengths(tokenizer: Any, lengths: list[int], sentences: list[str]) -> list[str]:
-    """Texts cut from a stream of ``sentences`` so that each has about the wanted number of content tokens."""
-    stream = " ".join(sentences)
-    enc = tokenizer.encode(stream, add_special_tokens=False)
-    while len(enc.ids) < max(lengths) * 2:
-        stream = stream + " " + stream
-        enc = tokenizer.encode(stream, add_special_tokens=False)
-    offsets = enc.offsets
-    out, start = [], 0
+    """Texts made of consecutive ``sentences`` (cycling), each cut to about the wanted number of content tokens."""
+    encodings = tokenizer.encode_batch(sentences, add_special_tokens=False)
+    out, i = [], 0
     for n in lengths:
-        if start + n > len(offsets):
-            start = 0
-        out.append(stream[offsets[start][0] : offsets[start + n - 1][1]])
-        start += n
+        parts, need, tries = [], n, 0
+        while need > 0 and tries < 10 * len(sentences) + n:
+            enc, sentence = encodings[i % len(sentences)], sentences[i % len(sentences)]
+            i, tries = i + 1, tries + 1
+            if not enc.ids:
+                continue
+            if len(enc.ids) <= need:
+                parts.append(sentence)
+                need -= len(enc.ids)
+            else:
+                parts.append(sentence[: enc.offsets[need - 1][1]])
+                need = 0
+        out.append(" ".join(parts))
     return out
 
 
@@ -230,8 +234,9 @@ def cold_start_child(t_imported_start: float, argv: list[str]) -> None:
     from . import ClinicalBert, SessionConfig
 
     t_import = time.monotonic()
-    model = ClinicalBert.load(bundle, device="cpu", variant=variant, verify=False,
-                              session_config=SessionConfig(intra_op_threads=threads))
+    model = ClinicalBert.load(
+        bundle, device="cpu", variant=variant, verify=False, session_config=SessionConfig(intra_op_threads=threads)
+    )
     t_load = time.monotonic()
     model.embed(["Patient admitted with chest pain and shortness of breath."])
     t_first = time.monotonic()
@@ -239,16 +244,27 @@ def cold_start_child(t_imported_start: float, argv: list[str]) -> None:
     tok = model.bundle.tokenizer
     length = min(THROUGHPUT_LENGTH, model.max_length)
     ids = token_rows(model.tokenizer, probe_texts(), length, THROUGHPUT_BATCH, tok.cls_token_id, tok.sep_token_id)
-    model.session.run(["last_hidden_state"], feed_for(ids, model._inputs))
-    print(json.dumps({"t_start": t_imported_start, "t_import": t_import, "t_load": t_load, "t_first": t_first,
-                      "rss_first_mb": rss_first, "rss_peak_mb": vm_hwm_mb()}))
+    model.session.run(["last_hidden_state"], feed_for(ids, {i.name for i in model.session.get_inputs()}))
+    print(
+        json.dumps(
+            {
+                "t_start": t_imported_start,
+                "t_import": t_import,
+                "t_load": t_load,
+                "t_first": t_first,
+                "rss_first_mb": rss_first,
+                "rss_peak_mb": vm_hwm_mb(),
+            }
+        )
+    )
 
 
 def cold_start(bundle: Path, variant: str, threads: int) -> dict[str, Any]:
     """Spawn a fresh interpreter; wall time from spawn to first embedding, and peak RSS."""
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(bundle), variant, str(threads)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(bundle), variant, str(threads)], capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1][:300] if proc.stderr.strip() else "failed"}
     r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -278,16 +294,24 @@ class BenchPlan:
 
     @classmethod
     def quick(cls, threads: int = 0, cold_start: bool = True) -> BenchPlan:
-        return cls(rounds=2, latency_reps=2, throughput_rounds=1, mixed_texts=24, lengths=(16, 128),
-                   threads=threads, cold_start=cold_start)
+        return cls(
+            rounds=2,
+            latency_reps=2,
+            throughput_rounds=1,
+            mixed_texts=24,
+            lengths=(16, 128),
+            threads=threads,
+            cold_start=cold_start,
+        )
 
 
 def _reps(base: int, length: int) -> int:
     return max(1, base * 128 // max(length, 128)) if length >= 128 else base * 2
 
 
-def run_bench(bundle_path: Path, variants: list[str] | None, plan: BenchPlan,
-              log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+def run_bench(
+    bundle_path: Path, variants: list[str] | None, plan: BenchPlan, log: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
     """Measure ``variants`` (default: all CPU variants of the bundle) and return the results as a dict."""
     from . import ClinicalBert, SessionConfig
     from .bundle import open_bundle
@@ -295,21 +319,35 @@ def run_bench(bundle_path: Path, variants: list[str] | None, plan: BenchPlan,
     bundle = open_bundle(bundle_path)
     names = variants or [v.name for v in bundle.variants.values() if "cpu" in v.devices]
     config = SessionConfig(intra_op_threads=plan.threads)
-    models = {n: ClinicalBert.load(bundle_path, device="cpu", variant=n, verify=False, session_config=config)
-              for n in names}
+    models = {
+        n: ClinicalBert.load(bundle_path, device="cpu", variant=n, verify=False, session_config=config) for n in names
+    }
     first = next(iter(models.values()))
     cfg = json.loads((bundle.path / "config.json").read_text(encoding="utf-8"))
-    dims = {"layers": int(cfg["num_hidden_layers"]), "hidden": int(cfg["hidden_size"]),
-            "intermediate": int(cfg["intermediate_size"]), "vocab": int(cfg["vocab_size"])}
+    dims = {
+        "layers": int(cfg["num_hidden_layers"]),
+        "hidden": int(cfg["hidden_size"]),
+        "intermediate": int(cfg["intermediate_size"]),
+        "vocab": int(cfg["vocab_size"]),
+    }
     tok = bundle.tokenizer
     sentences = probe_texts()
     lengths = sorted({min(n, first.max_length) for n in plan.lengths})
     results: dict[str, Any] = {
-        "bundle": str(bundle.path), "model_id": bundle.model_id, "model": dims, "max_length": first.max_length,
-        "machine": machine_info(), "plan": plan.__dict__ | {"lengths": list(plan.lengths)},
-        "variants": {n: {"file": bundle.variants[n].file,
-                         "size_mb": round((bundle.path / bundle.variants[n].file).stat().st_size / 1e6, 1),
-                         "latency": {}} for n in names},
+        "bundle": str(bundle.path),
+        "model_id": bundle.model_id,
+        "model": dims,
+        "max_length": first.max_length,
+        "machine": machine_info(),
+        "plan": plan.__dict__ | {"lengths": list(plan.lengths)},
+        "variants": {
+            n: {
+                "file": bundle.variants[n].file,
+                "size_mb": round((bundle.path / bundle.variants[n].file).stat().st_size / 1e6, 1),
+                "latency": {},
+            }
+            for n in names
+        },
     }
 
     def rows(length: int, batch: int) -> np.ndarray:
@@ -331,24 +369,30 @@ def run_bench(bundle_path: Path, variants: list[str] | None, plan: BenchPlan,
     for n, samples in interleave(calls, plan.throughput_rounds, 1).items():
         median = statistics.median(samples)
         results["variants"][n]["throughput"] = {
-            "batch": THROUGHPUT_BATCH, "length": length, "seq_per_s": round(THROUGHPUT_BATCH / median, 2),
+            "batch": THROUGHPUT_BATCH,
+            "length": length,
+            "seq_per_s": round(THROUGHPUT_BATCH / median, 2),
             "gops": round(bert_gops(**_linear(dims), seq=length, batch=THROUGHPUT_BATCH) / median, 1),
-            "n": len(samples)}
+            "n": len(samples),
+        }
 
     log(f"mixed-length throughput ({plan.mixed_texts} texts)")
     texts = texts_of_lengths(first.tokenizer, mixed_lengths(plan.mixed_texts, first.max_length), sentences)
     tokens = sum(first.count_tokens(texts))
-    calls = {n: (lambda m=m: m.embed(texts)) for n, m in models.items()}
+    calls = {n: _bound(m.embed, texts) for n, m in models.items()}
     for n, samples in interleave(calls, plan.throughput_rounds, 1).items():
         median = statistics.median(samples)
-        results["variants"][n]["mixed"] = {"texts": len(texts), "tokens": tokens,
-                                           "texts_per_s": round(len(texts) / median, 2),
-                                           "tokens_per_s": round(tokens / median, 1)}
+        results["variants"][n]["mixed"] = {
+            "texts": len(texts),
+            "tokens": tokens,
+            "texts_per_s": round(len(texts) / median, 2),
+            "tokens_per_s": round(tokens / median, 1),
+        }
 
     if bundle.has_mlm_head:
         log("fill-mask latency")
         probe = masked_texts(sentences, tok.mask_token)[0]
-        calls = {n: (lambda m=m: m.fill_mask(probe)) for n, m in models.items()}
+        calls = {n: _bound(m.fill_mask, probe) for n, m in models.items()}
         for n, samples in interleave(calls, plan.rounds, plan.latency_reps).items():
             results["variants"][n]["fill_mask"] = summarize(samples) | {"tokens": first.count_tokens(probe)[0]}
 
@@ -364,71 +408,10 @@ def _linear(dims: dict[str, int]) -> dict[str, int]:
     return {k: dims[k] for k in ("layers", "hidden", "intermediate")}
 
 
+def _bound(fn: Callable[[Any], object], arg: Any) -> Callable[[], object]:
+    return lambda: fn(arg)
+
+
 def _session_call(model: Any, ids: np.ndarray) -> Callable[[], object]:
     feed = feed_for(ids, {i.name for i in model.session.get_inputs()})
     return lambda: model.session.run(["last_hidden_state"], feed)
-
-
-# ------------------------------------------------------------------------------------------- output
-def table(results: dict[str, Any]) -> str:
-    """A plain-text table, one column per variant."""
-    names = list(results["variants"])
-    v = results["variants"]
-    lines: list[tuple[str, list[str]]] = []
-    for length in next(iter(v.values()))["latency"]:
-        lines.append((f"b1 latency {length} tok p50 / p95 (ms)",
-                      [f"{v[n]['latency'][length]['p50_ms']:.1f} / {v[n]['latency'][length]['p95_ms']:.1f}"
-                       for n in names]))
-    t = v[names[0]].get("throughput")
-    if t:
-        lines.append((f"b{t['batch']} x {t['length']} tok (seq/s)", [f"{v[n]['throughput']['seq_per_s']:.1f}"
-                                                                   for n in names]))
-        lines.append(("  achieved GOP/s", [f"{v[n]['throughput']['gops']:.0f}" for n in names]))
-    m = v[names[0]].get("mixed")
-    if m:
-        lines.append((f"mixed {m['texts']} texts, {m['tokens']} tok (texts/s)",
-                      [f"{v[n]['mixed']['texts_per_s']:.1f}" for n in names]))
-    if "fill_mask" in v[names[0]]:
-        lines.append(("fill-mask b1 p50 / p95 (ms)",
-                      [f"{v[n]['fill_mask']['p50_ms']:.1f} / {v[n]['fill_mask']['p95_ms']:.1f}" for n in names]))
-    if "cold_start" in v[names[0]]:
-        cs = {n: v[n]["cold_start"] for n in names}
-        lines.append(("cold start to first embedding (s)",
-                      [f"{cs[n]['cold_start_s']:.2f}" if "cold_start_s" in cs[n] else "error" for n in names]))
-        lines.append(("peak RSS (MB)", [f"{cs[n]['rss_peak_mb']:.0f}" if cs[n].get("rss_peak_mb") else "-"
-                                        for n in names]))
-    lines.append(("file size (MB)", [f"{v[n]['size_mb']:.1f}" for n in names]))
-    width = max(len(label) for label, _ in lines) + 2
-    cols = [max(len(n), *(len(cells[i]) for _, cells in lines)) + 2 for i, n in enumerate(names)]
-    out = ["".ljust(width) + "".join(n.rjust(c) for n, c in zip(names, cols, strict=True))]
-    out += [label.ljust(width) + "".join(x.rjust(c) for x, c in zip(cells, cols, strict=True))
-            for label, cells in lines]
-    return "\n".join(out)
-
-
-def write_png(results: dict[str, Any], path: Path) -> str | None:
-    """Plot latency by length and batch throughput per variant; returns a note instead when matplotlib is absent."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed: bench.png skipped (pip install matplotlib)"
-    v = results["variants"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, r in v.items():
-        xs = [int(k) for k in r["latency"]]
-        ax1.plot(xs, [r["latency"][str(x)]["p50_ms"] for x in xs], marker="o", label=name)
-    ax1.set(xscale="log", yscale="log", xlabel="tokens (batch 1)", ylabel="p50 latency (ms)", title="Latency")
-    ax1.legend()
-    names = list(v)
-    if all("throughput" in v[n] for n in names):
-        ax2.bar(names, [v[n]["throughput"]["seq_per_s"] for n in names], color="tab:blue")
-        t = v[names[0]]["throughput"]
-        ax2.set(ylabel="sequences / s", title=f"Throughput, batch {t['batch']} x {t['length']} tokens")
-    fig.suptitle(f"{Path(results['bundle']).name} on {results['machine']['cores']} cores", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None

@@ -106,8 +106,12 @@ def test_npy_header_is_fixed_size_and_loadable(tmp_path: Path) -> None:
 def test_fill_mask_jsonl_and_parquet(tiny_bundle: Path, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    records = [{"nid": f"n{i}", "note": t} for i, t in enumerate(
-        ["The patient [MASK] well.", "No [MASK] here [MASK].", "no mask at all", "Chest [MASK] resolved."])]
+    records = [
+        {"nid": f"n{i}", "note": t}
+        for i, t in enumerate(
+            ["The patient [MASK] well.", "No [MASK] here [MASK].", "no mask at all", "Chest [MASK] resolved."]
+        )
+    ]
     inp = write_jsonl(tmp_path / "m.jsonl", records)
     kw = {"task": "fill-mask", "text_column": "note", "id_column": "nid", "top_k": 3}
     score(tiny_bundle, inp, tmp_path / "p.jsonl", **kw)
@@ -116,7 +120,8 @@ def test_fill_mask_jsonl_and_parquet(tiny_bundle: Path, tmp_path: Path) -> None:
     assert len(rows[0]["predictions"]) == 3 and isinstance(rows[0]["predictions"][0], dict)
     assert len(rows[1]["predictions"]) == 2 and len(rows[1]["predictions"][0]) == 3
     assert read_jsonl(tmp_path / "p.jsonl.errors.jsonl") == [
-        {"row": 3, "id": "n2", "reason": "text has no [MASK] token"}]
+        {"row": 3, "id": "n2", "reason": "text has no [MASK] token"}
+    ]
     score(tiny_bundle, inp, tmp_path / "p.parquet", **kw)
     table = pq.read_table(tmp_path / "p.parquet")
     assert table["id"].to_pylist() == ["n0", "n1", "n3"]
@@ -142,8 +147,7 @@ def test_parquet_and_csv_inputs_keep_ids(tiny_bundle: Path, tmp_path: Path) -> N
     lines = texts(30)
     ids = [1000 + 3 * i for i in range(30)]
     pq.write_table(pa.table({"note_id": ids, "note_text": lines}), tmp_path / "n.parquet", row_group_size=7)
-    score(tiny_bundle, tmp_path / "n.parquet", tmp_path / "a.parquet", text_column="note_text",
-          id_column="note_id")
+    score(tiny_bundle, tmp_path / "n.parquet", tmp_path / "a.parquet", text_column="note_text", id_column="note_id")
     got = pq.read_table(tmp_path / "a.parquet")
     assert got["id"].to_pylist() == ids and str(got.schema.field("id").type) == "int64"
 
@@ -189,7 +193,16 @@ def test_bad_rows_go_to_the_errors_file_without_text(tiny_bundle: Path, tmp_path
     assert [r["id"] for r in read_jsonl(out)] == ["a", "7", "i"]
     errors = read_jsonl(tmp_path / "o.jsonl.errors.jsonl")
     assert [(e["row"], e["id"]) for e in errors] == [
-        (2, "b"), (3, "c"), (4, "d"), (5, "e"), (6, None), (7, None), (9, "h"), (11, None), (12, None)]
+        (2, "b"),
+        (3, "c"),
+        (4, "d"),
+        (5, "e"),
+        (6, None),
+        (7, None),
+        (9, "h"),
+        (11, None),
+        (12, None),
+    ]
     reasons = [e["reason"] for e in errors]
     assert reasons[0] == "empty text" and "missing value in column 'text'" in reasons[1]
     assert "int" in reasons[3] and "id column" in reasons[4] and "tokens" in reasons[6]
@@ -244,8 +257,7 @@ def test_input_problems_fail_before_any_work(tiny_bundle: Path, minilm_bundle: P
         score(tiny_bundle, tmp_path / "t.xlsx", out)
     with pytest.raises(InputError, match="overwrite the input"):
         score(tiny_bundle, tmp_path / "n.jsonl", tmp_path / "n.jsonl")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "bad.jsonl", "bad.parquet", "n.jsonl", "n.parquet", "t.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "bad.parquet", "n.jsonl", "n.parquet", "t.txt"]
 
 
 def test_never_overwrites_without_force(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -321,8 +333,9 @@ def test_resume_drops_uncommitted_tail(tiny_bundle: Path, tmp_path: Path, monkey
     assert summary.resumed_from == 30 and summary.rows == 100 and summary.rows_this_run == 70
 
 
-def test_resume_refuses_other_options_or_input(tiny_bundle: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_refuses_other_options_or_input(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from clinbert_onnx.score import checkpoint
 
     inp = write_txt(tmp_path / "in.txt", texts(50))
@@ -375,14 +388,18 @@ def test_workers_write_the_same_rows_in_order(tiny_bundle: Path, tmp_path: Path)
 def test_progress_bar_and_summary(tiny_bundle: Path, tmp_path: Path) -> None:
     inp = write_txt(tmp_path / "in.txt", [*texts(60), ""])
     err = io.StringIO()
-    run_score(ScoreOptions(bundle=tiny_bundle, input=str(inp), out=tmp_path / "o.jsonl", window_rows=20,
-                           progress=True), stderr=err)
+    run_score(
+        ScoreOptions(bundle=tiny_bundle, input=str(inp), out=tmp_path / "o.jsonl", window_rows=20, progress=True),
+        stderr=err,
+    )
     text = err.getvalue()
     assert "\r" in text and "rows/s" in text and "%" in text
     assert "scored 61 rows" in text and "errors   1" in text
     quiet = io.StringIO()
-    run_score(ScoreOptions(bundle=tiny_bundle, input=str(inp), out=tmp_path / "q.jsonl", quiet=True,
-                           progress=True), stderr=quiet)
+    run_score(
+        ScoreOptions(bundle=tiny_bundle, input=str(inp), out=tmp_path / "q.jsonl", quiet=True, progress=True),
+        stderr=quiet,
+    )
     assert quiet.getvalue() == ""
     silent = io.StringIO()  # not a terminal: no bar, but the summary
     run_score(ScoreOptions(bundle=tiny_bundle, input=str(inp), out=tmp_path / "s.jsonl"), stderr=silent)
@@ -408,8 +425,20 @@ def test_cli(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     inp = write_txt(tmp_path / "in.txt", ["the [MASK] is stable", "no mask"])
     out = tmp_path / "p.jsonl"
-    args = ["score", str(tiny_bundle), str(inp), "--out", str(out), "--task", "fill-mask", "--top-k", "2",
-            "--targets", "stable, patient", "--no-verify"]
+    args = [
+        "score",
+        str(tiny_bundle),
+        str(inp),
+        "--out",
+        str(out),
+        "--task",
+        "fill-mask",
+        "--top-k",
+        "2",
+        "--targets",
+        "stable, patient",
+        "--no-verify",
+    ]
     assert main(args) == 0
     assert "scored 2 rows" in capsys.readouterr().err
     assert main(args) == 2

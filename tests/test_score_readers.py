@@ -12,8 +12,7 @@ from clinbert_onnx.score.readers import open_reader
 
 
 def _reader(path: Path, **kw: object):
-    return open_reader(ScoreOptions(bundle=Path("unused"), input=str(path), out=path.with_suffix(".out.jsonl"),
-                                    **kw))  # type: ignore[arg-type]
+    return open_reader(ScoreOptions(bundle=Path("unused"), input=str(path), out=path.with_suffix(".out.jsonl"), **kw))  # type: ignore[arg-type]
 
 
 def _ids(rows) -> list:
@@ -25,8 +24,7 @@ def test_parquet_skip_across_row_groups(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     path = tmp_path / "n.parquet"
-    pq.write_table(pa.table({"k": list(range(100, 150)), "text": [f"t{i}" for i in range(50)]}), path,
-                   row_group_size=7)
+    pq.write_table(pa.table({"k": list(range(100, 150)), "text": [f"t{i}" for i in range(50)]}), path, row_group_size=7)
     reader = _reader(path, id_column="k")
     assert reader.total_rows == 50 and reader.id_kind == "int"
     full = _ids(reader.rows())

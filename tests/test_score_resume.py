@@ -30,9 +30,24 @@ def notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _command(bundle: Path, notes: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "clinbert_onnx", "score", str(bundle), str(notes), "--out", str(out),
-            "--text-column", "note_text", "--id-column", "note_id", "--window-rows", str(WINDOW), "--quiet",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "clinbert_onnx",
+        "score",
+        str(bundle),
+        str(notes),
+        "--out",
+        str(out),
+        "--text-column",
+        "note_text",
+        "--id-column",
+        "note_id",
+        "--window-rows",
+        str(WINDOW),
+        "--quiet",
+        *extra,
+    ]
 
 
 def _rows_done(checkpoint: Path) -> int:
@@ -70,23 +85,36 @@ def _read(out: Path) -> tuple[list[str], np.ndarray]:
     return table["id"].to_pylist(), np.asarray(table["embedding"].to_pylist(), dtype=np.float32)
 
 
-@pytest.mark.parametrize(("fmt", "workers", "sig"), [
-    ("parquet", 1, signal.SIGKILL),
-    ("npy", 1, signal.SIGKILL),
-    ("jsonl", 2, signal.SIGKILL),
-    ("jsonl", 2, signal.SIGINT),
-])
+@pytest.mark.parametrize(
+    ("fmt", "workers", "sig"),
+    [
+        ("parquet", 1, signal.SIGKILL),
+        ("npy", 1, signal.SIGKILL),
+        ("jsonl", 2, signal.SIGKILL),
+        ("jsonl", 2, signal.SIGINT),
+    ],
+)
 def test_killed_run_resumes_without_loss_or_duplicates(
     tiny_bundle: Path, notes: Path, tmp_path: Path, fmt: str, workers: int, sig: int
 ) -> None:
     clean = notes.with_name(f"clean.{fmt}")
     if not clean.exists():
-        run_score(ScoreOptions(bundle=tiny_bundle, input=str(notes), out=clean, text_column="note_text",
-                               id_column="note_id", window_rows=WINDOW, quiet=True))
+        run_score(
+            ScoreOptions(
+                bundle=tiny_bundle,
+                input=str(notes),
+                out=clean,
+                text_column="note_text",
+                id_column="note_id",
+                window_rows=WINDOW,
+                quiet=True,
+            )
+        )
     out = tmp_path / f"out.{fmt}"
     extra = ("--workers", str(workers))
-    killed = _interrupt(_command(tiny_bundle, notes, out, *extra), tmp_path / f"out.{fmt}.partial" / "checkpoint.json",
-                        sig)
+    killed = _interrupt(
+        _command(tiny_bundle, notes, out, *extra), tmp_path / f"out.{fmt}.partial" / "checkpoint.json", sig
+    )
     if sig == signal.SIGKILL:
         assert killed.returncode == -signal.SIGKILL
     else:
@@ -99,8 +127,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(
     again = subprocess.run(_command(tiny_bundle, notes, out, *extra), capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr  # refuses to start over silently
 
-    resumed = subprocess.run([*_command(tiny_bundle, notes, out, *extra), "--resume"], capture_output=True,
-                             text=True)
+    resumed = subprocess.run([*_command(tiny_bundle, notes, out, *extra), "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     ids, vectors = _read(out)
     clean_ids, clean_vectors = _read(clean)

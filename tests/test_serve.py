@@ -118,9 +118,7 @@ def test_openai_long_text_modes(client, tiny: ClinicalBert) -> None:
     err = assert_error(client.post("/v1/embeddings", json={"input": long, "long_text": "error"}), 422, "text_too_long")
     assert "input 0" in err["message"]
     cut = client.post("/v1/embeddings", json={"input": long, "long_text": "truncate", "encoding_format": "float"})
-    np.testing.assert_allclose(
-        cut.json()["data"][0]["embedding"], tiny.embed(long, long_text="truncate")[0], atol=1e-5
-    )
+    np.testing.assert_allclose(cut.json()["data"][0]["embedding"], tiny.embed(long, long_text="truncate")[0], atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------- TEI
@@ -214,8 +212,9 @@ def test_limits_and_error_shape(client) -> None:
             yield b"y" * 1000
         yield b'"]}'
 
-    assert_error(client.post("/embed", content=chunked(), headers={"content-type": "application/json"}),
-                 413, "body_too_large")
+    assert_error(
+        client.post("/embed", content=chunked(), headers={"content-type": "application/json"}), 413, "body_too_large"
+    )
     assert_error(client.post("/embed", json={"inputs": ["a"] * 9}), 413, "too_many_inputs")
     err = assert_error(client.post("/embed", json={"inputs": [MARKER + "x" * 2001]}), 422, "input_too_long")
     assert "2000" in err["message"]
@@ -308,13 +307,20 @@ def test_cors_off_by_default_and_configurable(url: str, tiny: ClinicalBert) -> N
     assert "access-control-allow-origin" not in httpx.post(f"{url}/embed", json={"inputs": "x"}, headers=origin).headers
     config = ServeConfig(cors_origins=("https://ehr.example.org",), api_key=KEY)
     with running(create_app(tiny, config)) as base:
-        pre = httpx.options(f"{base}/embed", headers={**origin, "Access-Control-Request-Method": "POST",
-                                                       "Access-Control-Request-Headers": "authorization"})
+        pre = httpx.options(
+            f"{base}/embed",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
         assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "https://ehr.example.org"
         denied = httpx.post(f"{base}/embed", json={"inputs": "x"}, headers=origin)
         assert denied.status_code == 401 and denied.headers["access-control-allow-origin"] == origin["Origin"]
-        other = httpx.options(f"{base}/embed", headers={"Origin": "https://evil.example",
-                                                         "Access-Control-Request-Method": "POST"})
+        other = httpx.options(
+            f"{base}/embed", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        )
         assert "access-control-allow-origin" not in other.headers
 
 
@@ -386,8 +392,19 @@ def test_cli_options_and_defaults() -> None:
     args = build_parser().parse_args(["serve", "b"])
     assert (args.host, args.port, args.api_key, args.cors_origin) == ("127.0.0.1", 8080, None, [])
     help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
-    for option in ("--max-batch-tokens", "--max-wait-ms", "--max-queue", "--max-inputs", "--max-chars",
-                   "--max-body-bytes", "--cors-origin", "--api-key", "--no-verify", "--log-level", "--variant"):
+    for option in (
+        "--max-batch-tokens",
+        "--max-wait-ms",
+        "--max-queue",
+        "--max-inputs",
+        "--max-chars",
+        "--max-body-bytes",
+        "--cors-origin",
+        "--api-key",
+        "--no-verify",
+        "--log-level",
+        "--variant",
+    ):
         assert option in help_text
 
 
@@ -413,11 +430,12 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(minilm_bundle: Path, tm
     note = (Path(__file__).parent / "data" / "long_note.txt").read_text(encoding="utf-8")[:6000]
     log = tmp_path / "server.log"
     body = {"inputs": [note] * 2, "long_text": "chunk"}  # ~0.6 s of work each on two cores
-    with serve_process(minilm_bundle, "--log-level", "info",
-                       env={"CLINBERT_API_KEY": KEY}, log=log) as (base, proc), cf.ThreadPoolExecutor(3) as pool:
+    with (
+        serve_process(minilm_bundle, "--log-level", "info", env={"CLINBERT_API_KEY": KEY}, log=log) as (base, proc),
+        cf.ThreadPoolExecutor(3) as pool,
+    ):
         headers = {"Authorization": f"Bearer {KEY}"}
-        futures = [pool.submit(httpx.post, f"{base}/embed", json=body, headers=headers, timeout=120)
-                   for _ in range(3)]
+        futures = [pool.submit(httpx.post, f"{base}/embed", json=body, headers=headers, timeout=120) for _ in range(3)]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # until all three are queued or running
             m = httpx.get(f"{base}/metrics", headers=headers).text

@@ -42,8 +42,15 @@ def poll_health(url: str, stop: threading.Event, latencies: list[float], failure
 
 
 async def client_loop(
-    http: httpx.AsyncClient, rng: random.Random, deadline: float, texts: list[str], vectors: np.ndarray,
-    masked: list[str], top: list[int], counts: dict[str, int], problems: list[str],
+    http: httpx.AsyncClient,
+    rng: random.Random,
+    deadline: float,
+    texts: list[str],
+    vectors: np.ndarray,
+    masked: list[str],
+    top: list[int],
+    counts: dict[str, int],
+    problems: list[str],
 ) -> None:
     while time.monotonic() < deadline:
         kind = rng.choice(("embed", "openai", "fill-mask"))
@@ -82,22 +89,35 @@ async def drive(url: str, texts: list[str], vectors: np.ndarray, masked: list[st
     deadline = time.monotonic() + SECONDS
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        await asyncio.gather(*(
-            client_loop(http, random.Random(seed), deadline, texts, vectors, masked, top, counts, problems)
-            for seed in range(CLIENTS)
-        ))
+        await asyncio.gather(
+            *(
+                client_loop(http, random.Random(seed), deadline, texts, vectors, masked, top, counts, problems)
+                for seed in range(CLIENTS)
+            )
+        )
     return counts, problems
 
 
 def test_32_clients_for_20_seconds(tiny_bundle: Path, tmp_path: Path) -> None:
     reference = ClinicalBert.load(tiny_bundle, variant="fp32")
-    texts = [f"Day {i}: {'stable ' * (i % 7 + 1)}vitals, furosemide {10 * i} mg, creatinine {i / 10:.1f}."
-             for i in range(40)]
+    texts = [
+        f"Day {i}: {'stable ' * (i % 7 + 1)}vitals, furosemide {10 * i} mg, creatinine {i / 10:.1f}." for i in range(40)
+    ]
     masked = [f"Day {i}: the patient has [MASK] pain, {'stable ' * (i % 5)}vitals." for i in range(40)]
     vectors = reference.embed(texts)
     top = [preds[0]["token"] for preds in reference.fill_mask(masked, top_k=1)]
-    args = ("--variant", "fp32", "--max-queue", "12", "--max-inputs", "4", "--max-wait-ms", "5",
-            "--log-level", "warning")
+    args = (
+        "--variant",
+        "fp32",
+        "--max-queue",
+        "12",
+        "--max-inputs",
+        "4",
+        "--max-wait-ms",
+        "5",
+        "--log-level",
+        "warning",
+    )
     latencies: list[float] = []
     failures: list[str] = []
     stop = threading.Event()

@@ -40,14 +40,29 @@ def schemathesis_cli() -> list[str]:
 def test_schemathesis_no_5xx_and_conformance(tiny_bundle: Path, tmp_path: Path, api_key: str | None) -> None:
     config = ServeConfig(max_inputs=16, max_queue=64, max_chars=4000, max_body_bytes=256 * 1024, api_key=api_key)
     cmd = [
-        *schemathesis_cli(), "run", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-        "--max-examples", str(EXAMPLES), "--seed", "20240611", "--workers", "2", "--request-timeout", "30",
-        "--no-color", "--report", "junit", "--report-dir", str(tmp_path),
+        *schemathesis_cli(),
+        "run",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "positive_data_acceptance",
+        "--max-examples",
+        str(EXAMPLES),
+        "--seed",
+        "20240611",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "30",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
     ]
     if api_key:
         cmd += ["--header", f"Authorization: Bearer {api_key}"]
     with running(create_app(ClinicalBert.load(tiny_bundle), config)) as url:
-        done = subprocess.run([*cmd, f"{url}/openapi.json"], capture_output=True, text=True, timeout=600,
-                              cwd=tmp_path)
+        done = subprocess.run([*cmd, f"{url}/openapi.json"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "passed" in done.stdout.split("SUMMARY")[-1], done.stdout[-3000:]

@@ -1,4 +1,6 @@
-"""``clinbert bench BUNDLE``: how fast is this bundle here? A table, bench.json and (with matplotlib) bench.png."""
+"""``clinbert bench BUNDLE``: how fast is this bundle here? A table, bench.json and (with matplotlib) bench.png.
+
+The measuring is in ``clinbert_onnx.bench``; this module parses arguments and presents the results."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench import BenchPlan, run_bench, table, write_png
+    from ..bench import BenchPlan, run_bench
     from ..errors import InputError
 
     if args.threads < 0:
@@ -59,3 +61,88 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if note:
         print(note)
     return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """A plain-text table, one column per variant."""
+    names = list(results["variants"])
+    v = results["variants"]
+    lines: list[tuple[str, list[str]]] = []
+    for length in next(iter(v.values()))["latency"]:
+        lines.append(
+            (
+                f"b1 latency {length} tok p50 / p95 (ms)",
+                [f"{v[n]['latency'][length]['p50_ms']:.1f} / {v[n]['latency'][length]['p95_ms']:.1f}" for n in names],
+            )
+        )
+    t = v[names[0]].get("throughput")
+    if t:
+        lines.append(
+            (f"b{t['batch']} x {t['length']} tok (seq/s)", [f"{v[n]['throughput']['seq_per_s']:.1f}" for n in names])
+        )
+        lines.append(("  achieved GOP/s", [f"{v[n]['throughput']['gops']:.0f}" for n in names]))
+    m = v[names[0]].get("mixed")
+    if m:
+        lines.append(
+            (
+                f"mixed {m['texts']} texts, {m['tokens']} tok (texts/s)",
+                [f"{v[n]['mixed']['texts_per_s']:.1f}" for n in names],
+            )
+        )
+    if "fill_mask" in v[names[0]]:
+        lines.append(
+            (
+                "fill-mask b1 p50 / p95 (ms)",
+                [f"{v[n]['fill_mask']['p50_ms']:.1f} / {v[n]['fill_mask']['p95_ms']:.1f}" for n in names],
+            )
+        )
+    if "cold_start" in v[names[0]]:
+        cs = {n: v[n]["cold_start"] for n in names}
+        lines.append(
+            (
+                "cold start to first embedding (s)",
+                [f"{cs[n]['cold_start_s']:.2f}" if "cold_start_s" in cs[n] else "error" for n in names],
+            )
+        )
+        lines.append(
+            ("peak RSS (MB)", [f"{cs[n]['rss_peak_mb']:.0f}" if cs[n].get("rss_peak_mb") else "-" for n in names])
+        )
+    lines.append(("file size (MB)", [f"{v[n]['size_mb']:.1f}" for n in names]))
+    width = max(len(label) for label, _ in lines) + 2
+    cols = [max(len(n), *(len(cells[i]) for _, cells in lines)) + 2 for i, n in enumerate(names)]
+    out = ["".ljust(width) + "".join(n.rjust(c) for n, c in zip(names, cols, strict=True))]
+    out += [
+        label.ljust(width) + "".join(x.rjust(c) for x, c in zip(cells, cols, strict=True)) for label, cells in lines
+    ]
+    return "\n".join(out)
+
+
+def write_png(results: dict[str, Any], path: Path) -> str | None:
+    """Plot latency by length and batch throughput per variant; returns a note instead when matplotlib is absent."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: bench.png skipped (pip install matplotlib)"
+    v = results["variants"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, r in v.items():
+        xs = [int(k) for k in r["latency"]]
+        ax1.plot(xs, [r["latency"][str(x)]["p50_ms"] for x in xs], marker="o", label=name)
+    ax1.set(xscale="log", yscale="log", xlabel="tokens (batch 1)", ylabel="p50 latency (ms)", title="Latency")
+    ticks = [int(k) for k in next(iter(v.values()))["latency"]]
+    ax1.set_xticks(ticks, [str(t) for t in ticks])
+    ax1.minorticks_off()
+    ax1.legend()
+    names = list(v)
+    if all("throughput" in v[n] for n in names):
+        ax2.bar(names, [v[n]["throughput"]["seq_per_s"] for n in names], color="tab:blue")
+        t = v[names[0]]["throughput"]
+        ax2.set(ylabel="sequences / s", title=f"Throughput, batch {t['batch']} x {t['length']} tokens")
+    fig.suptitle(f"{Path(results['bundle']).name} on {results['machine']['cores']} cores", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None

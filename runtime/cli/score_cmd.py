@@ -20,8 +20,10 @@ continues with --resume, with no row missing or written twice.
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "score", help="score a whole file: embeddings or fill-mask, streaming and resumable",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "score",
+        help="score a whole file: embeddings or fill-mask, streaming and resumable",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", type=Path, help="bundle folder")
     p.add_argument("input", help="input file (.txt, .jsonl, .csv, .parquet) or - for stdin")
@@ -29,22 +31,41 @@ def register(sub: Any) -> None:
     p.add_argument("--task", default="embed", choices=("embed", "fill-mask"))
     p.add_argument("--text-column", help="column holding the text (default: text)")
     p.add_argument("--id-column", help="column holding the row id (default: the row/line number, from 1)")
-    p.add_argument("--input-format", choices=("txt", "jsonl", "csv", "parquet"),
-                   help="input format when the suffix does not tell (stdin is read as txt)")
+    p.add_argument(
+        "--input-format",
+        choices=("txt", "jsonl", "csv", "parquet"),
+        help="input format when the suffix does not tell (stdin is read as txt)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="fill-mask: predictions per mask (default 5)")
     p.add_argument("--targets", help="fill-mask: comma-separated candidate words to score")
     p.add_argument("--pooling", default="mean", choices=POOLINGS, help="embed: pooling (default mean)")
     p.add_argument("--no-normalize", action="store_true", help="embed: skip L2 normalisation")
-    p.add_argument("--long-text", default="chunk", choices=LONG_TEXT_MODES,
-                   help="texts longer than the model's window: chunk (default), truncate, or error (row error)")
-    p.add_argument("--window-rows", type=int, default=1024,
-                   help="rows read, sorted by length and scored together; also the checkpoint step (default 1024)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="worker processes, each with its own session and cores/N threads (default 1)")
+    p.add_argument(
+        "--long-text",
+        default="chunk",
+        choices=LONG_TEXT_MODES,
+        help="texts longer than the model's window: chunk (default), truncate, or error (row error)",
+    )
+    p.add_argument(
+        "--window-rows",
+        type=int,
+        default=1024,
+        help="rows read, sorted by length and scored together; also the checkpoint step (default 1024)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each with its own session and cores/N threads (default 1)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--force", action="store_true", help="replace existing outputs / discard an interrupted run")
-    p.add_argument("--on-error", default="skip", choices=("skip", "fail"),
-                   help="bad rows: skip (to the errors file, default) or fail (stop at the first)")
+    p.add_argument(
+        "--on-error",
+        default="skip",
+        choices=("skip", "fail"),
+        help="bad rows: skip (to the errors file, default) or fail (stop at the first)",
+    )
     p.add_argument("--errors", type=Path, help="errors file (default: OUT.errors.jsonl)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -24,25 +24,42 @@ def register(sub: Any) -> None:
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all available cores)")
     p.add_argument(
-        "--api-key", help=f"require 'Authorization: Bearer KEY' (prefer the {API_KEY_ENV} environment variable: "
-        "command lines are visible to other users)"
+        "--api-key",
+        help=f"require 'Authorization: Bearer KEY' (prefer the {API_KEY_ENV} environment variable: "
+        "command lines are visible to other users)",
     )
     p.add_argument("--served-model-name", help="the 'model' reported by /v1/embeddings (default: the bundle's id)")
     p.add_argument("--max-batch-tokens", type=int, help="tokens merged into one inference (default: model budget)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long an idle batcher waits for company (default: 5)")
+    p.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="how long an idle batcher waits for company (default: 5)"
+    )
     p.add_argument("--max-queue", type=int, default=4096, help="texts waiting for inference before 429 (default: 4096)")
     p.add_argument("--max-inputs", type=int, default=2048, help="texts per request, 413 beyond (default: 2048)")
-    p.add_argument("--max-chars", type=int, default=100_000, help="characters per text, 422 beyond unless truncating (default: 100000)")
-    p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="request body size, 413 beyond (default: 4 MiB)")
     p.add_argument(
-        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        "--max-chars",
+        type=int,
+        default=100_000,
+        help="characters per text, 422 beyond unless truncating (default: 100000)",
+    )
+    p.add_argument(
+        "--max-body-bytes", type=int, default=4 * 1024 * 1024, help="request body size, 413 beyond (default: 4 MiB)"
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
         help="allow browser calls from this origin (repeatable; CORS is off by default)",
     )
-    p.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get at shutdown (default: 30)")
+    p.add_argument(
+        "--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get at shutdown (default: 30)"
+    )
     p.add_argument("--no-warmup", action="store_true", help="report ready without warm-up inferences")
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification at load")
     p.add_argument(
-        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
         help="server log level (request bodies are never logged)",
     )
     p.set_defaults(func=cmd_serve)

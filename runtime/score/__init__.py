@@ -13,5 +13,4 @@ from .options import OutputExistsError, ResumeError, RowError, ScoreOptions
 from .runner import ScoreSummary, run_score
 from .workers import WorkerError
 
-__all__ = ["OutputExistsError", "ResumeError", "RowError", "ScoreOptions", "ScoreSummary", "WorkerError",
-           "run_score"]
+__all__ = ["OutputExistsError", "ResumeError", "RowError", "ScoreOptions", "ScoreSummary", "WorkerError", "run_score"]

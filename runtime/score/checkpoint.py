@@ -26,8 +26,17 @@ from .writers import fsync_dir
 FORMAT = "clinbert-score-checkpoint"
 VERSION = 1
 CHECKPOINT = "checkpoint.json"
-_OURS = {CHECKPOINT, CHECKPOINT + ".tmp", "data.jsonl", "data.npy", "ids.jsonl", "errors.jsonl", "parts",
-         "final.parquet", "final.parquet.tmp"}
+_OURS = {
+    CHECKPOINT,
+    CHECKPOINT + ".tmp",
+    "data.jsonl",
+    "data.npy",
+    "ids.jsonl",
+    "errors.jsonl",
+    "parts",
+    "final.parquet",
+    "final.parquet.tmp",
+}
 
 
 class WorkDir:
@@ -69,8 +78,9 @@ class WorkDir:
         except (OSError, ValueError):
             raise ResumeError(f"{self.checkpoint} is unreadable; start over with --force") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
-            raise ResumeError(f"{self.checkpoint} was not written by this version of clinbert score; "
-                              "start over with --force")
+            raise ResumeError(
+                f"{self.checkpoint} was not written by this version of clinbert score; start over with --force"
+            )
         return data
 
     def save(self, data: dict[str, Any]) -> None:
@@ -112,8 +122,11 @@ def check_same_job(saved: dict[str, Any], identity: dict[str, Any]) -> None:
             "resuming would mix outputs: start over with --force"
         )
     old_opts, new_opts = saved.get("options", {}), identity["options"]
-    changed = [f"{k} ({old_opts.get(k)!r} → {new_opts.get(k)!r})" for k in sorted(set(old_opts) | set(new_opts))
-               if old_opts.get(k) != new_opts.get(k)]
+    changed = [
+        f"{k} ({old_opts.get(k)!r} → {new_opts.get(k)!r})"
+        for k in sorted(set(old_opts) | set(new_opts))
+        if old_opts.get(k) != new_opts.get(k)
+    ]
     if changed:
         raise ResumeError(
             f"options differ from the interrupted run: {', '.join(changed)}; resume with the same options "
@@ -121,8 +134,11 @@ def check_same_job(saved: dict[str, Any], identity: dict[str, Any]) -> None:
         )
     old_model, new_model = saved.get("model", {}), identity["model"]
     if old_model != new_model:
-        changed = [f"{k} ({old_model.get(k)!r} → {new_model.get(k)!r})" for k in sorted(new_model)
-                   if old_model.get(k) != new_model.get(k)]
+        changed = [
+            f"{k} ({old_model.get(k)!r} → {new_model.get(k)!r})"
+            for k in sorted(new_model)
+            if old_model.get(k) != new_model.get(k)
+        ]
         raise ResumeError(
             f"the model differs from the interrupted run's: {', '.join(changed)}; resume with the same bundle, "
             "--variant and --device, or start over with --force"

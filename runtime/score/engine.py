@@ -80,8 +80,12 @@ def _call(model: Any, spec: TaskSpec, texts: list[str]) -> Any:
 
 
 def _isolate(
-    model: Any, spec: TaskSpec, texts: Sequence[str], positions: list[int],
-    done: list[tuple[list[int], Any]], failed: list[tuple[int, str]],
+    model: Any,
+    spec: TaskSpec,
+    texts: Sequence[str],
+    positions: list[int],
+    done: list[tuple[list[int], Any]],
+    failed: list[tuple[int, str]],
 ) -> None:
     """Score ``positions``; on a per-row InputError, bisect until each bad row is alone and recorded."""
     try:

@@ -18,8 +18,14 @@ STDIN = "-"
 DEFAULT_WINDOW_ROWS = 1024
 DEFAULT_TEXT_COLUMN = "text"
 
-_INPUT_SUFFIXES = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
-                   ".pq": "parquet"}
+_INPUT_SUFFIXES = {
+    ".txt": "txt",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 _OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 

@@ -122,8 +122,10 @@ def summary_lines(
     stats: Stats, *, this_run: int, seconds: float, resumed_from: int, out: str, errors_path: str, long_text: str
 ) -> list[str]:
     rate = this_run / seconds if seconds > 0 else 0.0
-    lines = [f"scored {stats.rows:,} rows in {seconds:.1f} s ({rate:,.1f} rows/s)"
-             + (f", resumed at row {resumed_from + 1:,}" if resumed_from else "")]
+    lines = [
+        f"scored {stats.rows:,} rows in {seconds:.1f} s ({rate:,.1f} rows/s)"
+        + (f", resumed at row {resumed_from + 1:,}" if resumed_from else "")
+    ]
     lines.append(f"  written  {stats.written:,} -> {out}")
     lines.append(f"  errors   {stats.errors:,}" + (f" -> {errors_path}" if stats.errors else ""))
     if stats.long_rows:

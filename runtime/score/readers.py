@@ -298,7 +298,8 @@ class CsvReader(_ArrowReader):
         import pyarrow.csv as pacsv
 
         convert = pacsv.ConvertOptions(
-            include_columns=self._columns(), column_types={col: pa.string() for col in self._columns()},
+            include_columns=self._columns(),
+            column_types={col: pa.string() for col in self._columns()},
             strings_can_be_null=True,  # an empty field is a missing value
         )
         read = pacsv.ReadOptions(block_size=_CSV_BLOCK)

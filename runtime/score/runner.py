@@ -124,19 +124,35 @@ def _check_task(options: ScoreOptions, bundle: Bundle) -> None:
 
 def _model_identity(bundle: Bundle, info: dict[str, Any]) -> dict[str, Any]:
     variant = bundle.variants[info["variant"]]
-    return {"model_id": bundle.model_id, "variant": variant.name, "device": info["device"],
-            "sha256": bundle.files.get(variant.file, {}).get("sha256")}
+    return {
+        "model_id": bundle.model_id,
+        "variant": variant.name,
+        "device": info["device"],
+        "sha256": bundle.files.get(variant.file, {}).get("sha256"),
+    }
 
 
 class _Job:
     """One run of the job (fresh or resumed): the scoring loop, then finalize and publish."""
 
     def __init__(
-        self, options: ScoreOptions, reader: Any, work: WorkDir, bundle: Bundle, identity: dict[str, Any],
-        saved: dict[str, Any] | None, err: TextIO,
+        self,
+        options: ScoreOptions,
+        reader: Any,
+        work: WorkDir,
+        bundle: Bundle,
+        identity: dict[str, Any],
+        saved: dict[str, Any] | None,
+        err: TextIO,
     ) -> None:
         self.options, self.reader, self.work, self.bundle, self.identity, self.err = (
-            options, reader, work, bundle, identity, err)
+            options,
+            reader,
+            work,
+            bundle,
+            identity,
+            err,
+        )
         self.state: str = saved.get("state", "running") if saved else "running"
         self.stats = Stats.from_dict(saved.get("stats") if saved else None)
         self.rows_done = int(saved["rows_done"]) if saved else 0
@@ -144,9 +160,16 @@ class _Job:
         self.out_state: dict[str, int] | None = saved["output"] if saved else None
         self.err_bytes: int | None = int(saved["errors_bytes"]) if saved else None
         self.start_rows = self.rows_done
-        self.output = make_output(options.out_format, work.path, task=options.task, hidden=bundle.hidden_size,
-                                  id_kind=reader.id_kind, out=options.out, sidecar=options.sidecar_path,
-                                  state=self.out_state)
+        self.output = make_output(
+            options.out_format,
+            work.path,
+            task=options.task,
+            hidden=bundle.hidden_size,
+            id_kind=reader.id_kind,
+            out=options.out,
+            sidecar=options.sidecar_path,
+            state=self.out_state,
+        )
         self.errors = ErrorsOutput(work.path)
 
     def _commit(self) -> None:
@@ -154,9 +177,17 @@ class _Job:
         self._save()
 
     def _save(self) -> None:
-        self.work.save({**self.identity, "state": self.state, "rows_done": self.rows_done,
-                        "input_offset": self.offset, "output": self.out_state, "errors_bytes": self.err_bytes,
-                        "stats": self.stats.as_dict()})
+        self.work.save(
+            {
+                **self.identity,
+                "state": self.state,
+                "rows_done": self.rows_done,
+                "input_offset": self.offset,
+                "output": self.out_state,
+                "errors_bytes": self.err_bytes,
+                "stats": self.stats.as_dict(),
+            }
+        )
 
     def score(self, scorer: Any, spec: TaskSpec) -> None:
         options = self.options
@@ -164,9 +195,14 @@ class _Job:
         self.errors.start(self.err_bytes)
         self._commit()
         show = options.progress if options.progress is not None else self.err.isatty()
-        progress = Progress(self.err, show and not options.quiet, total_rows=self.reader.total_rows,
-                            total_bytes=self.reader.total_bytes, start_rows=self.rows_done,
-                            start_bytes=max(self.offset, 0))
+        progress = Progress(
+            self.err,
+            show and not options.quiet,
+            total_rows=self.reader.total_rows,
+            total_bytes=self.reader.total_bytes,
+            start_rows=self.rows_done,
+            start_bytes=max(self.offset, 0),
+        )
         mask = self.bundle.tokenizer.mask_token if options.task == "fill-mask" else None
         capacity = int(scorer.info["max_length"]) - 2
         chunks = windows_of(self.reader.rows(self.rows_done, self.offset), options.window_rows, mask)
@@ -175,12 +211,15 @@ class _Job:
                 failures = sorted(chunk.failures + [(chunk.positions[p], why) for p, why in scored.failed])
                 if failures and options.on_error == "fail":
                     row = chunk.rows[failures[0][0]]
-                    raise RowError(f"row {row.number} (id {row.id!r}): {failures[0][1]} "
-                                   "(--on-error skip writes bad rows to the errors file instead)")
+                    raise RowError(
+                        f"row {row.number} (id {row.id!r}): {failures[0][1]} "
+                        "(--on-error skip writes bad rows to the errors file instead)"
+                    )
                 ids = [chunk.rows[chunk.positions[p]].id for p in scored.ok]
                 self.output.write(ids, scored)
-                self.errors.write([{"row": chunk.rows[i].number, "id": chunk.rows[i].id, "reason": why}
-                                   for i, why in failures])
+                self.errors.write(
+                    [{"row": chunk.rows[i].number, "id": chunk.rows[i].id, "reason": why} for i, why in failures]
+                )
                 stats = self.stats
                 stats.rows += len(chunk.rows)
                 stats.written += len(ids)
@@ -195,8 +234,11 @@ class _Job:
                 progress.commit(self.rows_done, self.offset, stats.errors)
         except KeyboardInterrupt:
             progress.close()
-            print(f"clinbert score: stopped; rows 1-{self.rows_done:,} are committed: "
-                  "run the same command with --resume to continue", file=self.err)
+            print(
+                f"clinbert score: stopped; rows 1-{self.rows_done:,} are committed: "
+                "run the same command with --resume to continue",
+                file=self.err,
+            )
             raise
         finally:
             self.output.close()
@@ -229,14 +271,15 @@ def run_score(options: ScoreOptions, *, stderr: TextIO | None = None) -> ScoreSu
     resuming = _check_outputs(options, work)
     bundle = open_bundle(options.bundle)
     _check_task(options, bundle)
-    spec = TaskSpec(options.task, options.pooling, options.normalize, options.long_text, options.top_k,
-                    options.targets)
-    scorer = make_scorer(LoadSpec(options.bundle, options.device, options.variant, options.verify, 0),
-                         options.workers)
+    spec = TaskSpec(options.task, options.pooling, options.normalize, options.long_text, options.top_k, options.targets)
+    scorer = make_scorer(LoadSpec(options.bundle, options.device, options.variant, options.verify, 0), options.workers)
     interrupted = True
     try:
-        identity = {"input": reader.fingerprint(), "options": options.result_options(),
-                    "model": _model_identity(bundle, scorer.info)}
+        identity = {
+            "input": reader.fingerprint(),
+            "options": options.result_options(),
+            "model": _model_identity(bundle, scorer.info),
+        }
         saved = work.load() if resuming else None
         if saved is not None:
             check_same_job(saved, identity)
@@ -251,13 +294,28 @@ def run_score(options: ScoreOptions, *, stderr: TextIO | None = None) -> ScoreSu
         scorer.close(cancel=interrupted)
     seconds = time.monotonic() - started
     stats = job.stats
-    summary = ScoreSummary(rows=stats.rows, written=stats.written, errors=stats.errors, long_rows=stats.long_rows,
-                           long_windows=stats.long_windows, tokens=stats.tokens, seconds=seconds,
-                           rows_this_run=stats.rows - job.start_rows, resumed_from=job.start_rows,
-                           out=options.out, errors_path=options.errors_path)
+    summary = ScoreSummary(
+        rows=stats.rows,
+        written=stats.written,
+        errors=stats.errors,
+        long_rows=stats.long_rows,
+        long_windows=stats.long_windows,
+        tokens=stats.tokens,
+        seconds=seconds,
+        rows_this_run=stats.rows - job.start_rows,
+        resumed_from=job.start_rows,
+        out=options.out,
+        errors_path=options.errors_path,
+    )
     if not options.quiet:
-        for line in summary_lines(stats, this_run=summary.rows_this_run, seconds=seconds,
-                                  resumed_from=job.start_rows, out=str(options.out),
-                                  errors_path=str(options.errors_path), long_text=options.long_text):
+        for line in summary_lines(
+            stats,
+            this_run=summary.rows_this_run,
+            seconds=seconds,
+            resumed_from=job.start_rows,
+            out=str(options.out),
+            errors_path=str(options.errors_path),
+            long_text=options.long_text,
+        ):
             print(line, file=err)
     return summary

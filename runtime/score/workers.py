@@ -40,7 +40,10 @@ def load_model(spec: LoadSpec) -> Any:
     from ..model import ClinicalBert
 
     return ClinicalBert.load(
-        spec.bundle, device=spec.device, variant=spec.variant, verify=spec.verify,
+        spec.bundle,
+        device=spec.device,
+        variant=spec.variant,
+        verify=spec.verify,
         session_config=SessionConfig(intra_op_threads=spec.threads),
     )
 
@@ -171,5 +174,4 @@ class PoolScorer:
 def make_scorer(load: LoadSpec, workers: int) -> LocalScorer | PoolScorer:
     if workers <= 1:
         return LocalScorer(load)
-    return PoolScorer(LoadSpec(load.bundle, load.device, load.variant, load.verify, worker_threads(workers)),
-                      workers)
+    return PoolScorer(LoadSpec(load.bundle, load.device, load.variant, load.verify, worker_threads(workers)), workers)

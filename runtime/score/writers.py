@@ -48,8 +48,9 @@ class AppendFile:
             self.fh = open(path, "wb")  # noqa: SIM115
             return
         if not path.is_file() or path.stat().st_size < committed:
-            raise ResumeError(f"{path} is shorter than its checkpoint says: the work folder is damaged; "
-                              "start over with --force")
+            raise ResumeError(
+                f"{path} is shorter than its checkpoint says: the work folder is damaged; start over with --force"
+            )
         self.fh = open(path, "r+b")  # noqa: SIM115
         self.fh.truncate(committed)
         self.fh.seek(committed)
@@ -159,8 +160,14 @@ class NpyOutput(Output):
         if self.data is None or self.ids is None or scored.vectors is None:
             return
         self.data.write(np.ascontiguousarray(scored.vectors, dtype="<f4").tobytes())
-        self.ids.write(_jsonl([{"id": i, "windows": w, "tokens": t}
-                               for i, w, t in zip(ids, scored.windows, scored.tokens, strict=True)]))
+        self.ids.write(
+            _jsonl(
+                [
+                    {"id": i, "windows": w, "tokens": t}
+                    for i, w, t in zip(ids, scored.windows, scored.tokens, strict=True)
+                ]
+            )
+        )
         self.rows += len(ids)
 
     def commit(self) -> dict[str, int]:
@@ -200,11 +207,13 @@ class ParquetOutput(Output):
         if task == "embed":
             value = pa.field("embedding", pa.list_(pa.float32(), hidden))
         else:
-            pred = pa.struct([("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()),
-                              ("sequence", pa.string())])
+            pred = pa.struct(
+                [("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()), ("sequence", pa.string())]
+            )
             value = pa.field("predictions", pa.list_(pa.list_(pred)))
-        self.schema = pa.schema([pa.field("id", id_type), value, pa.field("windows", pa.int32()),
-                                 pa.field("tokens", pa.int32())])
+        self.schema = pa.schema(
+            [pa.field("id", id_type), value, pa.field("windows", pa.int32()), pa.field("tokens", pa.int32())]
+        )
 
     def start(self) -> None:
         self.parts_dir.mkdir(exist_ok=True)
@@ -226,8 +235,12 @@ class ParquetOutput(Output):
         else:
             preds = [[p] if p and isinstance(p[0], dict) else p for p in scored.predictions or []]
             values = pa.array(preds, type=self.schema.field("predictions").type)
-        columns = [pa.array(ids, type=self.schema.field("id").type), values,
-                   pa.array(scored.windows, type=pa.int32()), pa.array(scored.tokens, type=pa.int32())]
+        columns = [
+            pa.array(ids, type=self.schema.field("id").type),
+            values,
+            pa.array(scored.windows, type=pa.int32()),
+            pa.array(scored.tokens, type=pa.int32()),
+        ]
         self.pending.append(pa.Table.from_arrays(columns, schema=self.schema))
 
     def commit(self) -> dict[str, int]:
@@ -296,7 +309,14 @@ class ErrorsOutput:
 
 
 def make_output(
-    fmt: str, work: Path, *, task: str, hidden: int, id_kind: str, out: Path, sidecar: Path | None,
+    fmt: str,
+    work: Path,
+    *,
+    task: str,
+    hidden: int,
+    id_kind: str,
+    out: Path,
+    sidecar: Path | None,
     state: dict[str, int] | None,
 ) -> Output:
     if fmt == "jsonl":
