@@ -1,6 +1,6 @@
 """Cold start and peak RSS of one engine, in a fresh process (run by run.py; prints one JSON line).
 
-    python benchmarks/child.py ENGINE SPEC_JSON CACHE THREADS
+python benchmarks/child.py ENGINE SPEC_JSON CACHE THREADS
 """
 
 import time
@@ -24,7 +24,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import numpy as np
     from engines import module
-    from models import spec_from_json
+    from specs import spec_from_json
 
     spec = spec_from_json(spec_text)
     engine = module(name).load(name, spec, cache, threads)
@@ -35,8 +35,17 @@ def main() -> None:
     ids = np.full((32, 128), 1000, dtype=np.int64)
     ids[:, 0], ids[:, -1] = 2, 3
     engine.hidden(ids, np.ones_like(ids))
-    print(json.dumps({"t_start": T_START, "t_load": t_load, "t_first": t_first, "rss_first_mb": rss_first,
-                      "rss_peak_mb": vm_hwm_mb()}))
+    print(
+        json.dumps(
+            {
+                "t_start": T_START,
+                "t_load": t_load,
+                "t_first": t_first,
+                "rss_first_mb": rss_first,
+                "rss_peak_mb": vm_hwm_mb(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,15 +31,39 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         return round(a / b, 2) if a is not None and b else None
 
     bb = "bert-base"
+    pairs = results["models"].get(bb, {}).get("paired_speedup_of_ours_int8", {})
+
+    def pair(engine: str, figure: str, fallback: float | None) -> float | None:
+        value = pairs.get(engine, {}).get(figure)
+        return value if value is not None else fallback
+
     measured = {
-        "throughput_vs_optimum": ratio(_get(results, bb, "ours-int8", "throughput", "seq_per_s"),
-                                       _get(results, bb, "optimum-int8", "throughput", "seq_per_s")),
-        "throughput_vs_openvino": ratio(_get(results, bb, "ours-int8", "throughput", "seq_per_s"),
-                                        _get(results, bb, "openvino-int8", "throughput", "seq_per_s")),
+        "throughput_vs_optimum": pair(
+            "optimum-int8",
+            "throughput",
+            ratio(
+                _get(results, bb, "ours-int8", "throughput", "seq_per_s"),
+                _get(results, bb, "optimum-int8", "throughput", "seq_per_s"),
+            ),
+        ),
+        "throughput_vs_openvino": pair(
+            "openvino-int8",
+            "throughput",
+            ratio(
+                _get(results, bb, "ours-int8", "throughput", "seq_per_s"),
+                _get(results, bb, "openvino-int8", "throughput", "seq_per_s"),
+            ),
+        ),
         "minilm_cosine": _get(results, "minilm", "ours-int8", "quality", "cosine_mean"),
         "latency_128": _get(results, bb, "ours-int8", "latency", "128", "p50_ms"),
-        "fill_mask_vs_optimum": ratio(_get(results, bb, "ours-int8", "fill_mask", "sent_per_s"),
-                                      _get(results, bb, "optimum-int8", "fill_mask", "sent_per_s")),
+        "fill_mask_vs_optimum": pair(
+            "optimum-int8",
+            "fill_mask",
+            ratio(
+                _get(results, bb, "ours-int8", "fill_mask", "sent_per_s"),
+                _get(results, bb, "optimum-int8", "fill_mask", "sent_per_s"),
+            ),
+        ),
     }
     out = []
     for gid, text, target in GOALS:
@@ -64,30 +88,69 @@ def _peak_pct(results: dict[str, Any], engine: str, gops: float | None) -> str:
 def speed_table(results: dict[str, Any], model: str) -> str:
     m = results["models"][model]
     lengths = list(next(iter(m["engines"].values()))["latency"])
-    head = ["engine", *(f"b1 {n} tok p50/p95 ms" for n in lengths), "b32x128 seq/s", "GOP/s (peak %)"]
+    head = [
+        "engine",
+        *(f"b1 {n} tok p50/p95 ms" for n in lengths),
+        "b32x128 seq/s median (best)",
+        "GOP/s (peak %)",
+        "ours INT8 speed-up, paired",
+    ]
+    pairs = m.get("paired_speedup_of_ours_int8", {})
     rows = []
     for name, e in m["engines"].items():
         lat = [f"{_fmt(e['latency'][n]['p50_ms'])} / {_fmt(e['latency'][n]['p95_ms'])}" for n in lengths]
         t = e.get("throughput", {})
-        rows.append([LABELS.get(name, name), *lat, _fmt(t.get("seq_per_s")),
-                     f"{_fmt(t.get('gops'), 0)} ({_peak_pct(results, name, t.get('gops'))})"])
+        sp = pairs.get(name, {}).get("throughput")
+        rows.append(
+            [
+                LABELS.get(name, name),
+                *lat,
+                f"{_fmt(t.get('seq_per_s'))} ({_fmt(t.get('best_seq_per_s'))})",
+                f"{_fmt(t.get('gops'), 0)} ({_peak_pct(results, name, t.get('gops'))})",
+                f"{sp:.2f}×" if sp else "",
+            ]
+        )
     return _md(head, rows)
 
 
 def usage_table(results: dict[str, Any], model: str) -> str:
     m = results["models"][model]
-    head = ["engine", "mixed set texts/s", "fill-mask b1 p50 ms", "fill-mask sent/s", "cold start s",
-            "peak RSS MB", "size MB"]
+    head = [
+        "engine",
+        "mixed set texts/s",
+        "fill-mask b1 p50 ms",
+        "fill-mask sent/s",
+        "cold start s",
+        "peak RSS MB",
+        "size MB",
+    ]
     rows = []
     for name, e in m["engines"].items():
         mx, fm, cs = e.get("mixed", {}), e.get("fill_mask", {}), e.get("cold_start", {})
-        rows.append([LABELS.get(name, name), _fmt(mx.get("texts_per_s")), _fmt(fm.get("b1_p50_ms")),
-                     _fmt(fm.get("sent_per_s")), _fmt(cs.get("cold_start_s"), 2), _fmt(cs.get("rss_peak_mb"), 0),
-                     _fmt(e.get("size_mb"))])
+        rows.append(
+            [
+                LABELS.get(name, name),
+                _fmt(mx.get("texts_per_s")),
+                _fmt(fm.get("b1_p50_ms")),
+                _fmt(fm.get("sent_per_s")),
+                _fmt(cs.get("cold_start_s"), 2),
+                _fmt(cs.get("rss_peak_mb"), 0),
+                _fmt(e.get("size_mb")),
+            ]
+        )
     extra = m.get("mixed_extra", {})
     for name, mx in extra.items():
-        rows.append([f"{LABELS.get(name.split('/')[0], name)}, batches in input order", _fmt(mx["texts_per_s"]),
-                     "", "", "", "", ""])
+        rows.append(
+            [
+                f"{LABELS.get(name.split('/')[0], name)}, batches in input order",
+                _fmt(mx["texts_per_s"]),
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
     return _md(head, rows)
 
 
@@ -99,15 +162,35 @@ def quality_table(results: dict[str, Any], model: str) -> str | None:
     rows = []
     for name, e in m["engines"].items():
         q, a = e.get("quality", {}), e.get("mask_agreement", {})
-        rows.append([LABELS.get(name, name), _fmt(q.get("cosine_mean"), 4), _fmt(q.get("cosine_min"), 4),
-                     _fmt(q.get("nn_agreement"), 3), _fmt(a.get("top1_agreement"), 3),
-                     _fmt(a.get("top5_overlap"), 3)])
+        rows.append(
+            [
+                LABELS.get(name, name),
+                _fmt(q.get("cosine_mean"), 4),
+                _fmt(q.get("cosine_min"), 4),
+                _fmt(q.get("nn_agreement"), 3),
+                _fmt(a.get("top1_agreement"), 3),
+                _fmt(a.get("top5_overlap"), 3),
+            ]
+        )
     return _md(head, rows)
 
 
+GOALS_NOTE = (
+    "Ratios are medians over rounds of the two engines' times taken in the same round (paired), "
+    "so that load drifting between rounds cancels out."
+)
+
+
 def goals_table(results: dict[str, Any]) -> str:
-    rows = [[g["text"], str(g["target"]), _fmt(g["measured"], 3 if g["goal"] == "minilm_cosine" else 2),
-             {True: "met", False: "missed", None: "not measured"}[g["met"]]] for g in results["goals"]]
+    rows = [
+        [
+            g["text"],
+            str(g["target"]),
+            _fmt(g["measured"], 3 if g["goal"] == "minilm_cosine" else 2),
+            {True: "met", False: "missed", None: "not measured"}[g["met"]],
+        ]
+        for g in results["goals"]
+    ]
     return _md(["goal (bert-base-shaped unless noted)", "target", "measured", ""], rows)
 
 
@@ -119,12 +202,17 @@ def _md(head: list[str], rows: list[list[str]]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     mc = results["machine"]
-    out = [f"# Benchmarks ({results['date']})", "",
-           f"Machine: {mc['cpu']}, {mc['cores']} cores at {mc.get('ghz')} GHz ({', '.join(mc['isa'])}); "
-           f"threads per engine: {results['plan']['threads']}. Command: `{results['command']}`.", "",
-           "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items() if v), ""]
+    out = [
+        f"# Benchmarks ({results['date']})",
+        "",
+        f"Machine: {mc['cpu']}, {mc['cores']} cores at {mc.get('ghz')} GHz ({', '.join(mc['isa'])}); "
+        f"threads per engine: {results['plan']['threads']}. Command: `{results['command']}`.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items() if v),
+        "",
+    ]
     if results.get("goals"):
-        out += ["## Goals", "", goals_table(results), ""]
+        out += ["## Goals", "", goals_table(results), "", GOALS_NOTE, ""]
     for model, m in results["models"].items():
         out += [f"## {model}: {m['description']}", "", speed_table(results, model), "", usage_table(results, model), ""]
         q = quality_table(results, model)
@@ -151,16 +239,24 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
             xs = [int(k) for k in e["latency"]]
             ax.plot(xs, [e["latency"][str(x)]["p50_ms"] for x in xs], marker="o", label=name)
         ax.set(xscale="log", yscale="log", xlabel="tokens (batch 1)", ylabel="p50 latency, ms", title="Latency")
+        ticks = [int(k) for k in next(iter(eng.values()))["latency"]]
+        ax.set_xticks(ticks, [str(t) for t in ticks], minor=False)
+        ax.minorticks_off()
         ax.legend(fontsize=8)
-        for ax, key, field, title in ((axes[0][1], "throughput", "seq_per_s", "batch 32 x 128 tokens, seq/s"),
-                                      (axes[1][0], "mixed", "texts_per_s", "mixed-length set, texts/s"),
-                                      (axes[1][1], "fill_mask", "sent_per_s", "fill-mask, sentences/s")):
+        for ax, key, field, title in (
+            (axes[0][1], "throughput", "seq_per_s", "batch 32 x 128 tokens, seq/s"),
+            (axes[1][0], "mixed", "texts_per_s", "mixed-length set, texts/s"),
+            (axes[1][1], "fill_mask", "sent_per_s", "fill-mask, sentences/s"),
+        ):
             names = [n for n, e in eng.items() if key in e]
             if not names:
                 ax.set_visible(False)
                 continue
-            ax.barh(names, [eng[n][key][field] for n in names],
-                    color=["tab:green" if n.startswith("ours") else "tab:gray" for n in names])
+            ax.barh(
+                names,
+                [eng[n][key][field] for n in names],
+                color=["tab:green" if n.startswith("ours") else "tab:gray" for n in names],
+            )
             ax.set(title=title)
             ax.invert_yaxis()
         fig.suptitle(f"{model}: {m['description']} — {results['machine']['cores']} cores", fontsize=10)

@@ -30,8 +30,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import measure  # noqa: E402
-import models  # noqa: E402
 import report  # noqa: E402
+import specs  # noqa: E402
 from engines import ENGINES, module  # noqa: E402
 
 DESCRIPTIONS = {
@@ -39,8 +39,19 @@ DESCRIPTIONS = {
     "minilm": "all-MiniLM-L6-v2, real weights (6×384) — quality against PyTorch FP32",
     "tiny": "2-layer random masked LM — harness smoke test",
 }
-DISTS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "openvino", "nncf",
-         "tokenizers", "numpy", "clinbert-onnx")
+DISTS = (
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "tokenizers",
+    "numpy",
+    "clinbert-onnx",
+)
 
 
 def log(msg: str) -> None:
@@ -67,18 +78,27 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def cold_start(name: str, spec_text: str, cache: Path, threads: int) -> dict[str, Any]:
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, str(HERE / "child.py"), name, spec_text, str(cache), str(threads)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "child.py"), name, spec_text, str(cache), str(threads)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"cold_start_s": round(r["t_first"] - t0, 2), "interpreter_s": round(r["t_start"] - t0, 2),
-            "load_s": round(r["t_load"] - r["t_start"], 2), "first_s": round(r["t_first"] - r["t_load"], 3),
-            "rss_first_mb": round(r["rss_first_mb"]), "rss_peak_mb": round(r["rss_peak_mb"])}
+    return {
+        "cold_start_s": round(r["t_first"] - t0, 2),
+        "interpreter_s": round(r["t_start"] - t0, 2),
+        "load_s": round(r["t_load"] - r["t_start"], 2),
+        "first_s": round(r["t_first"] - r["t_load"], 3),
+        "rss_first_mb": round(r["rss_first_mb"]),
+        "rss_peak_mb": round(r["rss_peak_mb"]),
+    }
 
 
 def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: Path) -> dict[str, Any]:
-    spec = models.spec(name, cache, args.reuse, log)
+    spec = specs.spec(name, cache, args.reuse, log)
     builds = {}
     for engine in args.engine_list:
         started = time.perf_counter()
@@ -91,14 +111,16 @@ def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: 
     cls, sep, mask_id = tok["cls_token_id"], tok["sep_token_id"], tok["mask_token_id"]
     log(f"{name}: loading {', '.join(args.engine_list)}")
     engines = {e: module(e).load(e, spec, cache, plan.threads) for e in args.engine_list}
-    result: dict[str, Any] = {"description": DESCRIPTIONS[name], "build_s": builds,
-                              "engines": {e: {"size_mb": round(engines[e].size_mb(), 1)} for e in engines}}
+    result: dict[str, Any] = {
+        "description": DESCRIPTIONS[name],
+        "build_s": builds,
+        "engines": {e: {"size_mb": round(engines[e].size_mb(), 1)} for e in engines},
+    }
     per = result["engines"]
     tokens = measure.Tokens(spec.bundle)
     lengths = tuple(n for n in plan.lengths if n <= tok["max_length"])
     log(f"{name}: batch-1 latency")
-    lat = measure.latency(engines, spec, tokens, measure.Plan(**{**plan.__dict__, "lengths": lengths}), cls, sep,
-                          log)
+    lat = measure.latency(engines, spec, tokens, measure.Plan(**{**plan.__dict__, "lengths": lengths}), cls, sep, log)
     log(f"{name}: batch-32 throughput at 128 tokens")
     tp = measure.throughput(engines, spec, tokens, plan, cls, sep, length=min(128, tok["max_length"]))
     log(f"{name}: mixed-length set")
@@ -114,6 +136,17 @@ def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: 
         if "torch-fp32" in tops:
             for e, a in measure.mask_agreement(tops).items():
                 per[e]["mask_agreement"] = a
+    if "ours-int8" in engines:
+        result["paired_speedup_of_ours_int8"] = {
+            e: {
+                "throughput": measure.paired(tp["ours-int8"]["round_s"], tp[e]["round_s"]),
+                "fill_mask": measure.paired(per["ours-int8"]["fill_mask"]["round_s"], per[e]["fill_mask"]["round_s"])
+                if spec.has_mlm
+                else None,
+            }
+            for e in engines
+            if e != "ours-int8"
+        }
     if "torch-fp32" in engines:
         log(f"{name}: embedding quality on {plan.quality_texts} sentences")
         for e, q in measure.embedding_quality(engines, plan).items():
@@ -121,7 +154,7 @@ def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: 
     del engines
     gc.collect()
     if not args.no_cold_start:
-        text = models.spec_json(spec)
+        text = specs.spec_json(spec)
         for e in args.engine_list:
             log(f"{name}: cold start of {e} (fresh process)")
             per[e]["cold_start"] = cold_start(e, text, cache, plan.threads)
@@ -145,8 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": " ".join(["python benchmarks/run.py", *sys.argv[1:]]),
-        "machine": machine_info(), "versions": versions, "plan": plan.__dict__ | {"lengths": list(plan.lengths)},
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "command": " ".join(["python benchmarks/run.py", *sys.argv[1:]]),
+        "machine": machine_info(),
+        "versions": versions,
+        "plan": plan.__dict__ | {"lengths": list(plan.lengths)},
         "models": {},
     }
     for name in args.model_list:
@@ -159,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "BENCHMARKS.generated.md").write_text(text + "\n")
     pngs = report.plots(results, args.out)
     print(text)
-    log(f"done in {results['wall_s']} s: {args.out / 'results.json'}, {args.out / 'BENCHMARKS.generated.md'}"
-        + (f", {', '.join(pngs)}" if pngs else " (matplotlib missing: no plots)"))
+    log(
+        f"done in {results['wall_s']} s: {args.out / 'results.json'}, {args.out / 'BENCHMARKS.generated.md'}"
+        + (f", {', '.join(pngs)}" if pngs else " (matplotlib missing: no plots)")
+    )
     return 0
 
 

@@ -47,8 +47,9 @@ def baseline(bundle: Path, texts: list[str]) -> tuple[float, np.ndarray, int, in
     tok = Tokenizer.from_file(str(bundle / tok_info["file"]))
     tok.enable_truncation(MAX_LENGTH)
     tok.enable_padding(pad_id=tok_info["pad_token_id"], pad_token="[PAD]")
-    session = ort.InferenceSession(str(bundle / manifest["variants"]["int8"]["file"]),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(bundle / manifest["variants"]["int8"]["file"]), providers=["CPUExecutionProvider"]
+    )
     names = {i.name for i in session.get_inputs()}
     out = np.empty((len(texts), manifest["model"]["hidden_size"]), dtype=np.float32)
     real = padded = 0
@@ -96,9 +97,25 @@ def score_padding(bundle: Path, texts: list[str], window_rows: int = 1024) -> tu
 
 
 def score(bundle: Path, data: Path, out: Path, extra: list[str]) -> float:
-    cmd = [sys.executable, "-m", "clinbert_onnx", "score", str(bundle), str(data), "--out", str(out),
-           "--text-column", "note_text", "--id-column", "note_id", "--long-text", "truncate", "--force",
-           "--quiet", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "clinbert_onnx",
+        "score",
+        str(bundle),
+        str(data),
+        "--out",
+        str(out),
+        "--text-column",
+        "note_text",
+        "--id-column",
+        "note_id",
+        "--long-text",
+        "truncate",
+        "--force",
+        "--quiet",
+        *extra,
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     return time.perf_counter() - start
@@ -118,28 +135,39 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         score_s = score(args.bundle, data, work / "scored.npy", args.score_args)
         vecs = np.load(work / "scored.npy")
         cos = (vecs * base_vecs).sum(1)
-        result["runs"].append({
-            "baseline_s": round(base_s, 2), "baseline_rows_s": round(len(texts) / base_s, 2),
-            "baseline_padding_efficiency": round(real / padded, 3),
-            "score_s": round(score_s, 2), "score_rows_s": round(len(texts) / score_s, 2),
-            "speedup": round(base_s / score_s, 2),
-            "cosine_vs_baseline_mean_min": [round(float(cos.mean()), 5), round(float(cos.min()), 5)],
-        })
+        result["runs"].append(
+            {
+                "baseline_s": round(base_s, 2),
+                "baseline_rows_s": round(len(texts) / base_s, 2),
+                "baseline_padding_efficiency": round(real / padded, 3),
+                "score_s": round(score_s, 2),
+                "score_rows_s": round(len(texts) / score_s, 2),
+                "speedup": round(base_s / score_s, 2),
+                "cosine_vs_baseline_mean_min": [round(float(cos.mean()), 5), round(float(cos.min()), 5)],
+            }
+        )
         print(json.dumps(result["runs"][-1]), file=sys.stderr)
     return result
 
 
 def peak_rss_mb(cmd: list[str]) -> float:
     """Peak RSS of ``cmd`` (and its children), measured in a fresh helper process."""
-    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1]) / 1024
 
 
 def memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    corpus = [line for line in (Path(__file__).resolve().parent.parent / "tests" / "data" / "clinical_corpus.txt")
-              .read_text(encoding="utf-8").splitlines() if 0 < len(line) <= 80]
+    corpus = [
+        line
+        for line in (Path(__file__).resolve().parent.parent / "tests" / "data" / "clinical_corpus.txt")
+        .read_text(encoding="utf-8")
+        .splitlines()
+        if 0 < len(line) <= 80
+    ]
     result: dict[str, Any] = {"bundle": str(args.memory_bundle), "format": args.memory_format, "runs": []}
     for rows in (args.memory_rows // 10, args.memory_rows):
         data = work / f"short-{rows}.txt"
@@ -147,14 +175,30 @@ def memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for i in range(rows):
                 fh.write(corpus[(i * 7919) % len(corpus)] + "\n")
         out = work / f"short-{rows}.{args.memory_format}"
-        cmd = [sys.executable, "-m", "clinbert_onnx", "score", str(args.memory_bundle), str(data), "--out", str(out),
-               "--force", "--quiet", "--no-verify"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "clinbert_onnx",
+            "score",
+            str(args.memory_bundle),
+            str(data),
+            "--out",
+            str(out),
+            "--force",
+            "--quiet",
+            "--no-verify",
+        ]
         start = time.perf_counter()
         rss = peak_rss_mb(cmd)
         seconds = time.perf_counter() - start
-        run = {"rows": rows, "input_mb": round(data.stat().st_size / 2**20, 1),
-               "output_mb": round(out.stat().st_size / 2**20, 1), "peak_rss_mb": round(rss, 1),
-               "seconds": round(seconds, 1), "rows_s": round(rows / seconds, 1)}
+        run = {
+            "rows": rows,
+            "input_mb": round(data.stat().st_size / 2**20, 1),
+            "output_mb": round(out.stat().st_size / 2**20, 1),
+            "peak_rss_mb": round(rss, 1),
+            "seconds": round(seconds, 1),
+            "rows_s": round(rows / seconds, 1),
+        }
         result["runs"].append(run)
         print(json.dumps(run), file=sys.stderr)
         data.unlink()

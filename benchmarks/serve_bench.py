@@ -114,8 +114,9 @@ async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body
     return status, await reader.readexactly(length)
 
 
-async def _client(port: int, texts: list[str], offset: int, stop_at: float, out: list[tuple[float, float, int]]
-                  ) -> None:
+async def _client(
+    port: int, texts: list[str], offset: int, stop_at: float, out: list[tuple[float, float, int]]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
     try:
@@ -129,8 +130,9 @@ async def _client(port: int, texts: list[str], offset: int, stop_at: float, out:
         writer.close()
 
 
-async def _load(port: int, texts: list[str], clients: int, ramp: float, seconds: float
-                ) -> tuple[float, list[float], int]:
+async def _load(
+    port: int, texts: list[str], clients: int, ramp: float, seconds: float
+) -> tuple[float, list[float], int]:
     """(texts/s, latencies in s, errors) of requests completed in the ``seconds`` after ``ramp`` seconds."""
     t0 = time.perf_counter()
     begin, end = t0 + ramp, t0 + ramp + seconds
@@ -184,8 +186,21 @@ def start_server(kind: str, args: argparse.Namespace) -> tuple[int, subprocess.P
     port = _free_port()
     common = ["--threads", str(args.threads)] + (["--variant", args.variant] if args.variant else [])
     if kind == "dynamic":
-        cmd = [sys.executable, "-m", "clinbert_onnx", "serve", str(args.bundle), "--port", str(port), "--no-verify",
-               "--log-level", "warning", "--max-wait-ms", str(args.max_wait_ms), *common]
+        cmd = [
+            sys.executable,
+            "-m",
+            "clinbert_onnx",
+            "serve",
+            str(args.bundle),
+            "--port",
+            str(port),
+            "--no-verify",
+            "--log-level",
+            "warning",
+            "--max-wait-ms",
+            str(args.max_wait_ms),
+            *common,
+        ]
     else:
         cmd = [sys.executable, __file__, str(args.bundle), "--naive-server", "--port", str(port), *common]
     return port, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -236,20 +251,20 @@ def main() -> int:
         load_before = os.getloadavg()[0]
         setups = ["in_process", "in_process_grouped", *kinds]
         for r in range(args.rounds):
-            for setup in setups[r % len(setups):] + setups[: r % len(setups)]:
+            for setup in setups[r % len(setups) :] + setups[: r % len(setups)]:
                 if setup.startswith("in_process"):
                     grouped = setup == "in_process_grouped"
                     rates[setup].append(in_process(model, texts, args.batch, args.seconds, grouped))
                 else:
-                    rate, lat, err = asyncio.run(_load(servers[setup][0], texts, args.clients, args.ramp,
-                                                       args.seconds))
+                    rate, lat, err = asyncio.run(_load(servers[setup][0], texts, args.clients, args.ramp, args.seconds))
                     rates[setup].append(rate)
                     latencies[setup] += lat
                     errors[setup] += err
                 print(f"round {r + 1}: {setup} {rates[setup][-1]:.1f} texts/s", file=sys.stderr)
         port = servers["dynamic"][0]
-        batch_texts = (_metric(port, "clinbert_batch_texts_sum") or 0) / (_metric(port, "clinbert_batch_texts_count")
-                                                                          or 1)
+        batch_texts = (_metric(port, "clinbert_batch_texts_sum") or 0) / (
+            _metric(port, "clinbert_batch_texts_count") or 1
+        )
     finally:
         for _, proc in servers.values():
             stop_server(proc)
@@ -258,21 +273,34 @@ def main() -> int:
     best = [max(a, b) for a, b in zip(rates["in_process"], rates["in_process_grouped"], strict=True)]
     base = statistics.median(best)
     results: dict[str, Any] = {
-        "bundle": str(args.bundle), "variant": model.variant, "device": model.device, "clients": args.clients,
-        "rounds": args.rounds, "seconds": args.seconds, "cpus": len(os.sched_getaffinity(0)),
-        "threads": args.threads, "mean_tokens": statistics.mean(model.count_tokens(texts)),
-        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "batch": args.batch,
+        "bundle": str(args.bundle),
+        "variant": model.variant,
+        "device": model.device,
+        "clients": args.clients,
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "cpus": len(os.sched_getaffinity(0)),
+        "threads": args.threads,
+        "mean_tokens": statistics.mean(model.count_tokens(texts)),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "batch": args.batch,
         "in_process": {"texts_per_s": statistics.median(rates["in_process"]), "rounds": rates["in_process"]},
-        "in_process_grouped": {"texts_per_s": statistics.median(rates["in_process_grouped"]),
-                               "rounds": rates["in_process_grouped"]},
+        "in_process_grouped": {
+            "texts_per_s": statistics.median(rates["in_process_grouped"]),
+            "rounds": rates["in_process_grouped"],
+        },
         "reference": {"texts_per_s": base, "rounds": best},
     }
     for kind in kinds:
         ratios = [s / i for s, i in zip(rates[kind], best, strict=True)]
         results[kind] = {
-            "texts_per_s": statistics.median(rates[kind]), "rounds": rates[kind],
-            "vs_in_process": statistics.median(ratios), "p50_ms": _pct(latencies[kind], 0.5),
-            "p99_ms": _pct(latencies[kind], 0.99), "requests": len(latencies[kind]), "errors": errors[kind],
+            "texts_per_s": statistics.median(rates[kind]),
+            "rounds": rates[kind],
+            "vs_in_process": statistics.median(ratios),
+            "p50_ms": _pct(latencies[kind], 0.5),
+            "p99_ms": _pct(latencies[kind], 0.99),
+            "requests": len(latencies[kind]),
+            "errors": errors[kind],
         }
     results["dynamic"]["mean_batch_texts"] = batch_texts
     print_table(results, args)
@@ -283,23 +311,28 @@ def main() -> int:
 
 def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
     base = results["reference"]["texts_per_s"]
-    print(f"\n{results['variant']} on {results['device']}, {results['cpus']} CPUs, {args.clients} clients x 1 text, "
-          f"mean {results['mean_tokens']:.1f} tokens/text, {args.rounds} rounds x {args.seconds:g} s, "
-          f"load average {results['load_average'][0]} -> {results['load_average'][1]}")
+    print(
+        f"\n{results['variant']} on {results['device']}, {results['cpus']} CPUs, {args.clients} clients x 1 text, "
+        f"mean {results['mean_tokens']:.1f} tokens/text, {args.rounds} rounds x {args.seconds:g} s, "
+        f"load average {results['load_average'][0]} -> {results['load_average'][1]}"
+    )
     print("| setup | texts/s (median) | vs in-process (median of rounds) | p50 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|")
     for key, name in (("in_process", "in-process `encode`"), ("in_process_grouped", "in-process, length-grouped")):
         r = results[key]
-        print(f"| {name}, {args.batch} texts per call | {r['texts_per_s']:.1f} | "
-              f"{r['texts_per_s'] / base:.0%} | | | |")
+        print(f"| {name}, {args.batch} texts per call | {r['texts_per_s']:.1f} | {r['texts_per_s'] / base:.0%} | | | |")
     names = {"dynamic": "`clinbert serve` (dynamic batching)", "naive": "one request = one inference"}
     for kind, name in names.items():
         if kind in results:
             r = results[kind]
-            print(f"| {name} | {r['texts_per_s']:.1f} | {r['vs_in_process']:.0%} | {r['p50_ms']:.0f} | "
-                  f"{r['p99_ms']:.0f} | {r['errors']} |")
-    print(f"\n100% = the better in-process way in each round (median {base:.1f} texts/s); "
-          f"mean texts per inference call (dynamic): {results['dynamic']['mean_batch_texts']:.1f}")
+            print(
+                f"| {name} | {r['texts_per_s']:.1f} | {r['vs_in_process']:.0%} | {r['p50_ms']:.0f} | "
+                f"{r['p99_ms']:.0f} | {r['errors']} |"
+            )
+    print(
+        f"\n100% = the better in-process way in each round (median {base:.1f} texts/s); "
+        f"mean texts per inference call (dynamic): {results['dynamic']['mean_batch_texts']:.1f}"
+    )
     for key in ("in_process", "in_process_grouped", "dynamic", "naive"):
         if key in results:
             print(f"{key} per round: " + ", ".join(f"{x:.1f}" for x in results[key]["rounds"]))

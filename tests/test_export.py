@@ -78,6 +78,9 @@ def test_int8_shares_the_uint8_embedding_matrix(tiny_bundle):
     assert len(big) == 2, "one uint8 vocabulary matrix plus the decoder bias"
     assert sorted(str(a.dtype) for a in big) == ["float32", "uint8"]
     assert sum(a.size for a in big if a.dtype == np.float32) == vocab  # only the bias stays float
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    dead = [n.name for n in model.graph.node if not any(o in used for o in n.output)]
+    assert dead == [], "dead nodes still run in ONNX Runtime (e.g. a DequantizeLinear of the whole vocabulary)"
 
 
 def test_casing_detected_and_overridable(tmp_path, tiny_checkpoint, tiny_bundle):

@@ -46,9 +46,12 @@ class Engine(Protocol):
 class Tokens:
     """The bundle's tokenizer.json (identical tokens for every engine, so only numerics differ)."""
 
-    def __init__(self, bundle: Path, max_length: int = 512) -> None:
+    def __init__(self, bundle: Path) -> None:
+        import json
+
         from tokenizers import Tokenizer
 
+        max_length = int(json.loads((bundle / "manifest.json").read_text())["tokenizer"]["max_length"])
         self.tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
         self.tok.no_padding()
         self.tok.enable_truncation(max_length)

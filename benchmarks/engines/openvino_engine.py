@@ -35,25 +35,31 @@ def _calibration(spec: ModelSpec, mlm: bool) -> list[dict[str, np.ndarray]]:
 
 
 def build(spec: ModelSpec, cache: Path) -> None:
+    tasks = ["feature-extraction", "fill-mask"] if spec.has_mlm else ["feature-extraction"]
+    if all((folder(cache, spec, t) / "model.xml").is_file() for t in tasks):
+        return
     import nncf
     import openvino as ov
     import torch
     from transformers import BertForMaskedLM, BertModel
 
-    tasks = ["feature-extraction", "fill-mask"] if spec.has_mlm else ["feature-extraction"]
     for task in tasks:
         out = folder(cache, spec, task)
         if (out / "model.xml").is_file():
             continue
         mlm = task == "fill-mask"
-        model = (BertForMaskedLM.from_pretrained(spec.checkpoint) if mlm
-                 else BertModel.from_pretrained(spec.checkpoint, add_pooling_layer=False)).eval()
+        model = (
+            BertForMaskedLM.from_pretrained(spec.checkpoint)
+            if mlm
+            else BertModel.from_pretrained(spec.checkpoint, add_pooling_layer=False)
+        ).eval()
         calib = _calibration(spec, mlm)
         example = {k: torch.from_numpy(v) for k, v in calib[0].items()}
         with torch.inference_mode():
             ov_model = ov.convert_model(model, example_input=example)
-        quantized = nncf.quantize(ov_model, nncf.Dataset(calib), model_type=nncf.ModelType.TRANSFORMER,
-                                  subset_size=len(calib))
+        quantized = nncf.quantize(
+            ov_model, nncf.Dataset(calib), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calib)
+        )
         scratch = out.with_name(out.name + ".partial")
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
@@ -68,8 +74,7 @@ class OpenVinoEngine:
 
         self.name = name
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": threads}
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
         self.encoder = core.compile_model(folder(cache, spec, "feature-extraction") / "model.xml", "CPU", config)
         self.mlm: Any = None
         if spec.has_mlm:

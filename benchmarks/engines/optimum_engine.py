@@ -39,6 +39,9 @@ def _patch_quantizer() -> None:
 
 
 def build(spec: ModelSpec, cache: Path) -> None:
+    tasks = [t for t in TASKS if spec.has_mlm or t != "fill-mask"]
+    if all((folder(cache, spec, t) / QUANTIZED).is_file() for t in tasks):
+        return
     import optimum.onnxruntime as ort_models
     from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
@@ -56,8 +59,9 @@ def build(spec: ModelSpec, cache: Path) -> None:
         optimizer.optimize(save_dir=scratch / "o2", optimization_config=AutoOptimizationConfig.O2())
         _patch_quantizer()
         quantizer = ORTQuantizer.from_pretrained(scratch / "o2", file_name="model_optimized.onnx")
-        quantizer.quantize(save_dir=scratch / "q", quantization_config=AutoQuantizationConfig.avx512_vnni(
-            is_static=False))
+        quantizer.quantize(
+            save_dir=scratch / "q", quantization_config=AutoQuantizationConfig.avx512_vnni(is_static=False)
+        )
         shutil.rmtree(out, ignore_errors=True)
         (scratch / "q").rename(out)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -72,11 +76,13 @@ class OptimumEngine:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         self.encoder = ort_models.ORTModelForFeatureExtraction.from_pretrained(
-            folder(cache, spec, "feature-extraction"), file_name=QUANTIZED, session_options=opts)
+            folder(cache, spec, "feature-extraction"), file_name=QUANTIZED, session_options=opts
+        )
         self.mlm: Any = None
         if spec.has_mlm:
             self.mlm = ort_models.ORTModelForMaskedLM.from_pretrained(
-                folder(cache, spec, "fill-mask"), file_name=QUANTIZED, session_options=opts)
+                folder(cache, spec, "fill-mask"), file_name=QUANTIZED, session_options=opts
+            )
         self.tokens = Tokens(spec.bundle)
         self.spec = spec
         self.cache = cache

@@ -19,8 +19,13 @@ class Ours:
 
         self.name = name
         self.variant = name.split("-", 1)[1]
-        self.model = ClinicalBert.load(spec.bundle, device="cpu", variant=self.variant, verify=False,
-                                       session_config=SessionConfig(intra_op_threads=threads))
+        self.model = ClinicalBert.load(
+            spec.bundle,
+            device="cpu",
+            variant=self.variant,
+            verify=False,
+            session_config=SessionConfig(intra_op_threads=threads),
+        )
         self.session = self.model.session
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.spec = spec

@@ -42,8 +42,7 @@ def bundle(name: str, ckpt: Path, cache: Path, reuse: Path | None) -> Path:
             return folder
     from clinbert_onnx.export import ExportOptions, export_bundle
 
-    return export_bundle(ExportOptions(model=str(ckpt), out=cache / f"{name}-bundle", allow_degraded=True,
-                                       force=True))
+    return export_bundle(ExportOptions(model=str(ckpt), out=cache / f"{name}-bundle", allow_degraded=True, force=True))
 
 
 def spec(name: str, cache: Path, reuse: Path | None = None, log=print) -> ModelSpec:  # type: ignore[no-untyped-def]
