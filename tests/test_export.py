@@ -38,7 +38,8 @@ def test_twelve_layer_fusion_counts_and_int8_facts(tmp_path):
     int8 = _ops(tmp_path / "b12" / "model.int8.onnx")
     assert int8["QAttention"] == 12 and int8["Attention"] == 0
     assert int8["QEmbedLayerNormalization"] == 1
-    assert int8["MatMulInteger"] == 3 * 12 + 2  # every linear layer, head dense and the tied decoder
+    assert int8["MatMulInteger"] == 3 * 12 + 2  # every linear layer, the head's dense and the tied decoder
+    assert int8["QGemm"] == 0
     assert int8["MatMul"] == 0
     manifest = _manifest(tmp_path / "b12")
     assert manifest["variants"]["fp32"]["fused_ops"]["Attention"] == 12
@@ -73,6 +74,9 @@ def test_int8_shares_the_uint8_embedding_matrix(tiny_bundle):
     from onnx import numpy_helper
 
     model = onnx.load(str(tiny_bundle / "model.int8.onnx"))
+    (qemb,) = [n for n in model.graph.node if n.op_type == "QEmbedLayerNormalization"]
+    (decoder,) = [n for n in model.graph.node if n.name == "mlm/decoder_q/MatMulInteger"]
+    assert decoder.input[0] == qemb.input[2]  # one uint8 vocabulary matrix, read by both
     vocab = _manifest(tiny_bundle)["model"]["vocab_size"]
     big = [numpy_helper.to_array(i) for i in model.graph.initializer if i.dims and i.dims[0] == vocab]
     assert len(big) == 2, "one uint8 vocabulary matrix plus the decoder bias"
@@ -268,3 +272,22 @@ def test_quantize_exclude_node_keeps_it_fp32(tmp_path, tiny_bundle):
     assert main(["quantize", str(copy), "--exclude-node", ffn[0]]) == 0
     assert _ops(copy / "model.int8.onnx")["MatMul"] == 1
     assert _manifest(copy)["variants"]["int8"]["recipe"]["nodes_to_exclude"] == [ffn[0]]
+
+
+def test_fast_fill_mask_recipe_gives_the_same_logits(tmp_path, tiny_bundle):
+    """The qgemm decoder (prepacked once) computes exactly what the default MatMulInteger decoder does."""
+    import onnx
+    from clinbert_onnx import ClinicalBert
+
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    text = "The patient was started on [MASK] for pneumonia."
+    before = ClinicalBert.load(copy, device="cpu").fill_mask(text, top_k=5)
+    assert main(["quantize", str(copy), "--recipe", "int8-fast-fill-mask"]) == 0
+    ops = _ops(copy / "model.int8.onnx")
+    assert ops["QGemm"] == 1 and ops["Transpose"] == 0
+    (qgemm,) = [n for n in onnx.load(str(copy / "model.int8.onnx")).graph.node if n.op_type == "QGemm"]
+    assert qgemm.input[3].endswith("word_embeddings.weight_quantized")
+    after = ClinicalBert.load(copy, device="cpu").fill_mask(text, top_k=5)
+    assert [p["token"] for p in after] == [p["token"] for p in before]
+    np.testing.assert_allclose([p["score"] for p in after], [p["score"] for p in before], atol=1e-6)
