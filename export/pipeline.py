@@ -147,7 +147,7 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
     graph.add_mean_pooling(fused)
     tied = graph.add_mlm_head(fused, graph.head_from_torch(model), hidden) if ckpt.has_mlm_head else None
     fp32_path = staging / "model.fp32.onnx"
-    save_model(fused, fp32_path)
+    fp32_data = save_model(fused, fp32_path)
     del fused
     shutil.rmtree(scratch)
 
@@ -166,6 +166,7 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
     variants: dict[str, Any] = {
         "fp32": {
             "file": fp32_path.name,
+            "data": fp32_data,
             "precision": "fp32",
             "devices": ["cpu", "cuda"],
             "fused_ops": encoder_counts,

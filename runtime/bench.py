@@ -343,7 +343,7 @@ def run_bench(
         "variants": {
             n: {
                 "file": bundle.variants[n].file,
-                "size_mb": round((bundle.path / bundle.variants[n].file).stat().st_size / 1e6, 1),
+                "size_mb": round(bundle.variant_mb(bundle.variants[n]), 1),
                 "latency": {},
             }
             for n in names

@@ -6,7 +6,7 @@ server, ``clinbert score``) can merge requests before the run stage and split re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import numpy as np
 
 from . import fillmask
 from .batching import CALL_OVERHEAD_TOKENS, plan_batches
-from .bundle import Bundle, open_bundle
+from .bundle import Bundle, VariantInfo, open_bundle
 from .errors import BundleError, InputError, NoMaskHeadError
 from .pooling import POOLINGS, combine_windows, l2_normalize, pool
 from .session import SessionConfig, create_session
@@ -101,19 +101,17 @@ class ClinicalBert:
         bundle = open_bundle(path)
         target = resolve_device(device, ort.get_available_providers())
         chosen = bundle.variant(variant) if variant else _default_variant(bundle, target)
-        if verify:
-            bundle.verify([bundle.tokenizer.file, chosen.file])
-        bundle.check_external_data(chosen)
+        wait = _check_variant(bundle, chosen, verify, bundle.tokenizer.file)
         session, actual = create_session(bundle.path / chosen.file, device, session_config or SessionConfig())
+        wait()
         if variant is None and actual != target:
             # auto fell back to CPU: use the CPU variant rather than a GPU one on CPU
             fallback = _default_variant(bundle, actual)
             if fallback.name != chosen.name:
-                if verify:
-                    bundle.verify([fallback.file])
-                bundle.check_external_data(fallback)
+                wait = _check_variant(bundle, fallback, verify)
                 chosen = fallback
                 session, actual = create_session(bundle.path / chosen.file, actual, session_config or SessionConfig())
+                wait()
         return cls(bundle, session, actual, chosen.name, token_budget, max_batch)
 
     # ----------------------------------------------------------------------------------------------- info
@@ -319,6 +317,19 @@ class ClinicalBert:
         such lists when the text has several masks); for a list of texts, one such result per text."""
         result = self.predict_masks(texts, top_k=top_k, targets=targets, long_text=long_text)
         return result.predictions[0] if isinstance(texts, str) else result.predictions
+
+
+def _check_variant(bundle: Bundle, variant: VariantInfo, verify: bool, *extra: str) -> Callable[[], None]:
+    """Verify the graph (and ``extra`` files) now and refuse external data from outside the bundle; hash the
+    weights file in the background. Call the returned function (raises ChecksumError) before any inference."""
+    if verify:
+        bundle.verify([*extra, variant.file])
+    data = bundle.check_external_data(variant)
+    return bundle.verify_in_background(data) if verify and data else _nothing
+
+
+def _nothing() -> None:
+    return None
 
 
 def _default_variant(bundle: Bundle, device: str) -> Any:

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import make_checkpoint
+from clinbert_onnx import ClinicalBert
 from clinbert_onnx.cli import main
+from clinbert_onnx.errors import ChecksumError
 from conftest import requires_export
 
 pytestmark = requires_export
@@ -38,8 +40,8 @@ def test_twelve_layer_fusion_counts_and_int8_facts(tmp_path):
     int8 = _ops(tmp_path / "b12" / "model.int8.onnx")
     assert int8["QAttention"] == 12 and int8["Attention"] == 0
     assert int8["QEmbedLayerNormalization"] == 1
-    assert int8["MatMulInteger"] == 3 * 12 + 2  # every linear layer, the head's dense and the tied decoder
-    assert int8["QGemm"] == 0
+    assert int8["MatMulInteger"] == 3 * 12 + 1  # every linear layer and the head's dense
+    assert int8["DynamicQuantizeMatMul"] == 1  # the tied decoder, reading the prepacked uint8 table
     assert int8["MatMul"] == 0
     manifest = _manifest(tmp_path / "b12")
     assert manifest["variants"]["fp32"]["fused_ops"]["Attention"] == 12
@@ -75,8 +77,9 @@ def test_int8_shares_the_uint8_embedding_matrix(tiny_bundle):
 
     model = onnx.load(str(tiny_bundle / "model.int8.onnx"))
     (qemb,) = [n for n in model.graph.node if n.op_type == "QEmbedLayerNormalization"]
-    (decoder,) = [n for n in model.graph.node if n.name == "mlm/decoder_q/MatMulInteger"]
-    assert decoder.input[0] == qemb.input[2]  # one uint8 vocabulary matrix, read by both
+    (decoder,) = [n for n in model.graph.node if n.name == "mlm/decoder_q/DynamicQuantizeMatMul"]
+    (transpose,) = [n for n in model.graph.node if n.output[0] == decoder.input[1]]
+    assert transpose.input[0] == qemb.input[2]  # one uint8 vocabulary matrix, read by both
     vocab = _manifest(tiny_bundle)["model"]["vocab_size"]
     big = [numpy_helper.to_array(i) for i in model.graph.initializer if i.dims and i.dims[0] == vocab]
     assert len(big) == 2, "one uint8 vocabulary matrix plus the decoder bias"
@@ -178,13 +181,18 @@ def test_verify_catches_a_modified_file(tmp_path, tiny_bundle, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bundle, copy)
     assert main(["verify", str(copy)]) == 0
-    data = bytearray((copy / "model.int8.onnx").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (copy / "model.int8.onnx").write_bytes(bytes(data))
-    capsys.readouterr()
-    assert main(["verify", str(copy)]) == 3
-    err = capsys.readouterr().err
-    assert "model.int8.onnx" in err and "sha256" in err and "Traceback" not in err
+    for name in ("model.int8.onnx.data", "model.int8.onnx"):  # the weights, then the graph
+        data = bytearray((copy / name).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (copy / name).write_bytes(bytes(data))
+        capsys.readouterr()
+        assert main(["verify", str(copy)]) == 3
+        err = capsys.readouterr().err
+        assert name + " " in err and "sha256" in err and "Traceback" not in err
+        with pytest.raises(ChecksumError, match=name.replace(".", r"\.") + " "):
+            ClinicalBert.load(copy, device="cpu")
+        data[len(data) // 2] ^= 0xFF
+        (copy / name).write_bytes(bytes(data))
 
 
 def _one_line_error(capsys, argv, code):
@@ -251,7 +259,7 @@ def test_bio_clinicalbert_shaped_int8_size(tmp_path):
     ckpt = bio_clinicalbert_shaped(tmp_path / "ck")
     assert main(["export", str(ckpt), "--out", str(tmp_path / "b"), "--allow-degraded"]) == 0
     m = _manifest(tmp_path / "b")
-    assert m["files"]["model.int8.onnx"]["size"] <= 115e6
+    assert m["files"]["model.int8.onnx"]["size"] + m["files"]["model.int8.onnx.data"]["size"] <= 115e6
     assert m["variants"]["fp32"]["fused_ops"] == {
         "EmbedLayerNormalization": 1,
         "Attention": 12,
@@ -274,8 +282,8 @@ def test_quantize_exclude_node_keeps_it_fp32(tmp_path, tiny_bundle):
     assert _manifest(copy)["variants"]["int8"]["recipe"]["nodes_to_exclude"] == [ffn[0]]
 
 
-def test_fast_fill_mask_recipe_gives_the_same_logits(tmp_path, tiny_bundle):
-    """The qgemm decoder (prepacked once) computes exactly what the default MatMulInteger decoder does."""
+def test_low_memory_decoder_gives_the_same_logits(tmp_path, tiny_bundle):
+    """The MatMulInteger decoder (packed per call, no prepacked copy) computes what the default decoder does."""
     import onnx
     from clinbert_onnx import ClinicalBert
 
@@ -283,11 +291,16 @@ def test_fast_fill_mask_recipe_gives_the_same_logits(tmp_path, tiny_bundle):
     shutil.copytree(tiny_bundle, copy)
     text = "The patient was started on [MASK] for pneumonia."
     before = ClinicalBert.load(copy, device="cpu").fill_mask(text, top_k=5)
-    assert main(["quantize", str(copy), "--recipe", "int8-fast-fill-mask"]) == 0
+    assert main(["quantize", str(copy), "--recipe", "int8-low-memory"]) == 0
     ops = _ops(copy / "model.int8.onnx")
-    assert ops["QGemm"] == 1 and ops["Transpose"] == 0
-    (qgemm,) = [n for n in onnx.load(str(copy / "model.int8.onnx")).graph.node if n.op_type == "QGemm"]
-    assert qgemm.input[3].endswith("word_embeddings.weight_quantized")
+    assert (
+        ops["DynamicQuantizeMatMul"] == 0
+        and ops["MatMulInteger"] == _ops(tiny_bundle / "model.int8.onnx")["MatMulInteger"] + 1
+    )
+    graph = onnx.load(str(copy / "model.int8.onnx"), load_external_data=False).graph
+    (decoder,) = [n for n in graph.node if n.name == "mlm/decoder_q/MatMulInteger"]
+    assert decoder.input[0].endswith("word_embeddings.weight_quantized")
+    assert not [p for p in copy.iterdir() if p.name.startswith(".")], "staging files left behind"
     after = ClinicalBert.load(copy, device="cpu").fill_mask(text, top_k=5)
     assert [p["token"] for p in after] == [p["token"] for p in before]
     np.testing.assert_allclose([p["score"] for p in after], [p["score"] for p in before], atol=1e-6)

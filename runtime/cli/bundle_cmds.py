@@ -123,7 +123,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mb(n: int) -> str:
+def _mb(n: float) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
@@ -160,8 +160,8 @@ def _print_info(path: Path) -> None:
     print("versions   " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v))
     print("variants")
     for name, v in b.variants.items():
-        size = m["files"].get(v.file, {}).get("size", 0)
-        print(f"  {name:6} {v.file:20} {_mb(size):>10}  {v.precision} for {'/'.join(v.devices)}")
+        size = b.variant_mb(v) * 1e6
+        print(f"  {name:6} {'+'.join(v.files):42} {_mb(size):>10}  {v.precision} for {'/'.join(v.devices)}")
         ops = v.raw.get("fused_ops") or {}
         print("    ops: " + ", ".join(f"{k} {n}" for k, n in ops.items()))
         parity = v.raw.get("parity")
