@@ -26,8 +26,10 @@ LOGITS_OUTPUT = "mask_logits"
 MASK_INPUT = "mask_positions"
 POOLED_OUTPUT = "mean_pooled"
 DEFAULT_OVERLAP = 64
-#: Padded tokens per batch and rows per batch, by device.
-DEFAULT_BUDGETS = {"cpu": (8192, 64), "cuda": (65536, 256)}
+#: Padded tokens per batch and rows per batch, by device. On CPU, small batches are both faster and smaller
+#: (BERT-base int8, 64 × 122-token texts, `embed`: 1024 tokens → 28 seq/s at 234 MB peak RSS; 8192 → 23 seq/s
+#: at 626 MB): the activations stay in cache and ONNX Runtime's arena stays small.
+DEFAULT_BUDGETS = {"cpu": (1024, 64), "cuda": (65536, 256)}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ModelSpec, folder_mb, top_k
+from .base import ModelSpec, top_k
 
 
 def build(spec: ModelSpec, cache: Path) -> None:
@@ -52,7 +52,8 @@ class Ours:
         return self.model.embed(texts)  # length-sorted token-budget batches, windows for long texts
 
     def size_mb(self) -> float:
-        return folder_mb(self.spec.bundle / self.model.bundle.variants[self.variant].file)
+        bundle = self.model.bundle
+        return bundle.variant_mb(bundle.variants[self.variant])
 
 
 def load(name: str, spec: ModelSpec, cache: Path, threads: int) -> Ours:

@@ -18,7 +18,7 @@ class ServeConfig:
         host, port: where to listen. Loopback by default; anything else should come with ``api_key``.
         api_key: when set, every route except ``/health`` and ``/ready`` needs ``Authorization: Bearer <key>``.
         max_batch_tokens: tokens (incl. [CLS]/[SEP]) merged into one inference call; None = the model's
-            own token budget (8192 on CPU, 65536 on CUDA).
+            own token budget (1024 on CPU, 65536 on CUDA).
         max_wait_ms: how long the first request of an idle batcher waits for company before running.
         max_queue: texts waiting for inference (all requests together); beyond it, 429 with Retry-After.
         max_inputs: texts per request (413 beyond); 2048 is OpenAI's own limit, so clients that send large
