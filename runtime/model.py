@@ -327,11 +327,7 @@ def _check_variant(bundle: Bundle, variant: VariantInfo, verify: bool, *extra: s
     if verify:
         bundle.verify([*extra, variant.file])
     data = bundle.check_external_data(variant)
-    return bundle.verify_in_background(data) if verify and data else _nothing
-
-
-def _nothing() -> None:
-    return None
+    return bundle.verify_in_background(data if verify else [])
 
 
 def _default_variant(bundle: Bundle, device: str) -> Any:

@@ -123,10 +123,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mb(n: float) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
-
 def _print_quality(q: dict[str, Any] | None) -> None:
     if not q:
         return
@@ -160,8 +156,9 @@ def _print_info(path: Path) -> None:
     print("versions   " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v))
     print("variants")
     for name, v in b.variants.items():
-        size = b.variant_mb(v) * 1e6
-        print(f"  {name:6} {'+'.join(v.files):42} {_mb(size):>10}  {v.precision} for {'/'.join(v.devices)}")
+        print(
+            f"  {name:6} {'+'.join(v.files):42} {f'{b.variant_mb(v):,.1f} MB':>10}  {v.precision} for {'/'.join(v.devices)}"
+        )
         ops = v.raw.get("fused_ops") or {}
         print("    ops: " + ", ".join(f"{k} {n}" for k, n in ops.items()))
         parity = v.raw.get("parity")
