@@ -32,7 +32,7 @@ from clinbert_onnx.session import create_session  # noqa: E402
 from engines.base import Tokens  # noqa: E402
 from measure import interleave, masked_batches, sentences  # noqa: E402
 
-RECIPES = ("int8-per-tensor", "int8-fp32-attention", "int8-fp32-embeddings")
+RECIPES = ("int8-dynamic-tensor", "int8-per-tensor", "int8-per-token-fp32-embeddings")
 SESSIONS = {
     "default (extended, spin, arena)": SessionConfig(),
     "graph optimization all": SessionConfig(graph_optimization="all"),
@@ -56,7 +56,7 @@ def build_files(spec: specs.ModelSpec, cache: Path) -> dict[str, Path]:
     bundle = open_bundle(spec.bundle)
     folder = cache / spec.name / "levers"
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"int8-per-channel (ours)": spec.bundle / bundle.variants["int8"].file}
+    files = {"int8-per-token (ours)": spec.bundle / bundle.variants["int8"].file}
     for name in RECIPES:
         path = folder / f"{name}.onnx"
         if not path.is_file():
@@ -66,7 +66,7 @@ def build_files(spec: specs.ModelSpec, cache: Path) -> dict[str, Path]:
         files[name] = path
     fast = folder / "int8-fastgelu.onnx"
     if not fast.is_file():
-        model = onnx.load(str(files["int8-per-channel (ours)"]))
+        model = onnx.load(str(files["int8-per-token (ours)"]))
         for node in model.graph.node:
             if node.op_type == "BiasGelu":
                 node.op_type = "FastGelu"  # same inputs (X, bias); tanh approximation of GELU
@@ -74,7 +74,7 @@ def build_files(spec: specs.ModelSpec, cache: Path) -> dict[str, Path]:
     files["int8 + FastGelu"] = fast
     pruned = folder / "int8-pruned.onnx"
     if not pruned.is_file():
-        model = onnx.load(str(files["int8-per-channel (ours)"]))
+        model = onnx.load(str(files["int8-per-token (ours)"]))
         drop_dead_nodes(model)
         save_model(model, pruned)
     files["int8, dead nodes dropped"] = pruned
@@ -154,7 +154,7 @@ def main() -> int:
         tokens = Tokens(spec.bundle)
         files = build_files(spec, cache)
         sessions = {n: create_session(path, "cpu", SessionConfig())[0] for n, path in files.items()}
-        base = files["int8-per-channel (ours)"]
+        base = files["int8-per-token (ours)"]
         for label, config in SESSIONS.items():
             if label.startswith("default"):
                 continue
@@ -165,7 +165,7 @@ def main() -> int:
         }
         if spec.has_mlm:
             log(f"{name}: gathered vs full MLM head")
-            entry["mlm_head"] = gathered_head(sessions["int8-per-channel (ours)"], tokens, tok["mask_token_id"], rounds)
+            entry["mlm_head"] = gathered_head(sessions["int8-per-token (ours)"], tokens, tok["mask_token_id"], rounds)
         del sessions
         if name == "minilm":
             log(f"{name}: quality of the recipes")

@@ -233,6 +233,8 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
         refresh_files()
         device = gate_device(recipe)
         log.info("accuracy gate: %s vs fp32 on the probe set (%s)", name, device)
-        variants[name]["quality"] = run_gate(staging, name, options.thresholds, options.allow_degraded, device)
+        variants[name]["quality"] = run_gate(
+            staging, name, options.thresholds, options.allow_degraded, device, recipe.batch_invariant
+        )
     refresh_files()
     log.info("bundle written in %.0f s", time.perf_counter() - started)

@@ -81,7 +81,9 @@ def requantize(
         manifest["files"] = {**manifest["files"], **{f: file_entry(bundle.path / f) for f in staged}}
         write_manifest(bundle.path, manifest)  # gate reads the staged files through a valid manifest
         try:
-            entry["quality"] = run_gate(bundle.path, name, thresholds, allow_degraded, gate_device(recipe))
+            entry["quality"] = run_gate(
+                bundle.path, name, thresholds, allow_degraded, gate_device(recipe), recipe.batch_invariant
+            )
         except BaseException:
             write_manifest(bundle.path, bundle.manifest)
             raise

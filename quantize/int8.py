@@ -16,13 +16,46 @@ DECODER_NODE = "mlm/decoder/MatMul"
 def quantize_int8(fp32_path: Path, out_path: Path, recipe: QuantRecipe) -> Any:
     """Quantize ``fp32_path`` into ``out_path`` following ``recipe``; returns the quantized ModelProto."""
     import onnx
+
+    if recipe.activations == "per-token":
+        from .per_token import quantize_per_token
+
+        absmax = _calibrate(fp32_path, recipe) if recipe.smoothing > 0 else {}
+        if recipe.quantize_embeddings:
+            model = _dynamic(fp32_path, out_path, recipe, ["EmbedLayerNormalization"])
+        else:
+            model = onnx.load(str(fp32_path))
+        quantize_per_token(model, recipe.nodes_to_exclude, recipe.quantize_attention, absmax, recipe.smoothing)
+    else:
+        op_types = ["MatMul"]
+        if recipe.quantize_attention:
+            op_types.append("Attention")
+        if recipe.quantize_embeddings:
+            op_types.append("EmbedLayerNormalization")
+        model = _dynamic(fp32_path, out_path, recipe, op_types)
+        share_quantized_decoder(model, recipe.decoder)
+    drop_dead_nodes(model)
+    drop_unused_initializers(model)
+    return model
+
+
+def _calibrate(fp32_path: Path, recipe: QuantRecipe) -> dict[str, Any]:
+    """Per-channel activation maxima of the FP32 graph on the shipped calibration sentences."""
+    import onnx
+
+    from .calibrate import activation_absmax, calibration_sentences
+    from .per_token import smoothing_targets
+
+    fp32 = onnx.load(str(fp32_path))
+    targets = smoothing_targets(fp32, recipe.nodes_to_exclude)
+    return activation_absmax(fp32, fp32_path.parent, targets, calibration_sentences())
+
+
+def _dynamic(fp32_path: Path, out_path: Path, recipe: QuantRecipe, op_types: list[str]) -> Any:
+    """ONNX Runtime's ``quantize_dynamic`` of ``op_types`` (activations: one uint8 scale per batch tensor)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    op_types = ["MatMul"]
-    if recipe.quantize_attention:
-        op_types.append("Attention")
-    if recipe.quantize_embeddings:
-        op_types.append("EmbedLayerNormalization")
     with tempfile.TemporaryDirectory(dir=out_path.parent) as scratch:
         tmp = Path(scratch) / "q.onnx"
         quantize_dynamic(
@@ -35,11 +68,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, recipe: QuantRecipe) -> Any:
             # ORT 1.31 cannot infer the dtype of fused contrib-op weights without this default.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
         )
-        model = onnx.load(str(tmp))
-    share_quantized_decoder(model, recipe.decoder)
-    drop_dead_nodes(model)
-    drop_unused_initializers(model)
-    return model
+        return onnx.load(str(tmp))
 
 
 def _producer(model: Any, name: str) -> Any:
@@ -161,6 +190,7 @@ def check_quantized(model: Any, recipe: QuantRecipe) -> dict[str, int]:
             "QGemm",
             "QAttention",
             "Attention",
+            "MultiHeadAttention",
             "QEmbedLayerNormalization",
             "EmbedLayerNormalization",
             "MatMul",

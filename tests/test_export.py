@@ -37,14 +37,27 @@ def test_twelve_layer_fusion_counts_and_int8_facts(tmp_path):
     assert fp32["SkipLayerNormalization"] == 24
     assert fp32["BiasGelu"] == 12 + 1  # 12 layers + the MLM head's transform
     assert fp32["MatMul"] == 3 * 12 + 2  # out-proj + 2 FFN per layer, head dense + decoder
+    # default: per-token int8, every linear layer a QGemm on per-row quantized activations
     int8 = _ops(tmp_path / "b12" / "model.int8.onnx")
-    assert int8["QAttention"] == 12 and int8["Attention"] == 0
+    assert int8["MultiHeadAttention"] == 12 and int8["Attention"] == 0 and int8["QAttention"] == 0
     assert int8["QEmbedLayerNormalization"] == 1
-    assert int8["MatMulInteger"] == 3 * 12 + 1  # every linear layer and the head's dense
-    assert int8["DynamicQuantizeMatMul"] == 1  # the tied decoder, reading the prepacked uint8 table
-    assert int8["MatMul"] == 0
+    # QKV + out-proj + 2 FFN per layer, the head's dense, the tied decoder (reading the uint8 table)
+    assert int8["QGemm"] == 4 * 12 + 2
+    assert int8["QuantizeLinear"] == 4 * 12 + 2
+    assert int8["MatMul"] == 0 and int8["DynamicQuantizeMatMul"] == 0 and int8["DynamicQuantizeLinear"] == 0
     manifest = _manifest(tmp_path / "b12")
     assert manifest["variants"]["fp32"]["fused_ops"]["Attention"] == 12
+    recipe = manifest["variants"]["int8"]["recipe"]
+    assert recipe["activations"] == "per-token" and recipe["batch_invariant"] is True
+    # the 0.1 recipe, now a named opt-in that says it is batch-dependent
+    assert main(["quantize", str(tmp_path / "b12"), "--recipe", "int8-dynamic-tensor", "--allow-degraded"]) == 0
+    dyn = _ops(tmp_path / "b12" / "model.int8.onnx")
+    assert dyn["QAttention"] == 12 and dyn["Attention"] == 0
+    assert dyn["MatMulInteger"] == 3 * 12 + 1  # every linear layer and the head's dense
+    assert dyn["DynamicQuantizeMatMul"] == 1  # the tied decoder, reading the prepacked uint8 table
+    assert dyn["MatMul"] == 0
+    recipe = _manifest(tmp_path / "b12")["variants"]["int8"]["recipe"]
+    assert recipe["name"] == "int8-dynamic-tensor" and recipe["batch_invariant"] is False
 
 
 def test_manifest_records_what_the_spec_requires(tiny_bundle):
@@ -77,8 +90,8 @@ def test_int8_shares_the_uint8_embedding_matrix(tiny_bundle):
 
     model = onnx.load(str(tiny_bundle / "model.int8.onnx"))
     (qemb,) = [n for n in model.graph.node if n.op_type == "QEmbedLayerNormalization"]
-    (decoder,) = [n for n in model.graph.node if n.name == "mlm/decoder_q/DynamicQuantizeMatMul"]
-    (transpose,) = [n for n in model.graph.node if n.output[0] == decoder.input[1]]
+    (decoder,) = [n for n in model.graph.node if n.name == "pt/mlm/decoder/QGemm"]
+    (transpose,) = [n for n in model.graph.node if n.output[0] == decoder.input[3]]
     assert transpose.input[0] == qemb.input[2]  # one uint8 vocabulary matrix, read by both
     vocab = _manifest(tiny_bundle)["model"]["vocab_size"]
     big = [numpy_helper.to_array(i) for i in model.graph.initializer if i.dims and i.dims[0] == vocab]
@@ -283,20 +296,19 @@ def test_quantize_exclude_node_keeps_it_fp32(tmp_path, tiny_bundle):
 
 
 def test_low_memory_decoder_gives_the_same_logits(tmp_path, tiny_bundle):
-    """The MatMulInteger decoder (packed per call, no prepacked copy) computes what the default decoder does."""
+    """The MatMulInteger decoder (packed per call, no prepacked copy) computes what the dynamic decoder does."""
     import onnx
     from clinbert_onnx import ClinicalBert
 
     copy = tmp_path / "b"
     shutil.copytree(tiny_bundle, copy)
     text = "The patient was started on [MASK] for pneumonia."
+    assert main(["quantize", str(copy), "--recipe", "int8-dynamic-tensor"]) == 0
+    dynamic_ops = _ops(copy / "model.int8.onnx")
     before = ClinicalBert.load(copy, device="cpu").fill_mask(text, top_k=5)
     assert main(["quantize", str(copy), "--recipe", "int8-low-memory"]) == 0
     ops = _ops(copy / "model.int8.onnx")
-    assert (
-        ops["DynamicQuantizeMatMul"] == 0
-        and ops["MatMulInteger"] == _ops(tiny_bundle / "model.int8.onnx")["MatMulInteger"] + 1
-    )
+    assert ops["DynamicQuantizeMatMul"] == 0 and ops["MatMulInteger"] == dynamic_ops["MatMulInteger"] + 1
     graph = onnx.load(str(copy / "model.int8.onnx"), load_external_data=False).graph
     (decoder,) = [n for n in graph.node if n.name == "mlm/decoder_q/MatMulInteger"]
     assert decoder.input[0].endswith("word_embeddings.weight_quantized")

@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("quantize", help="re-quantize an existing bundle from its fp32 variant")
     p.add_argument("bundle", type=Path, nargs="?")
-    p.add_argument("--recipe", default="int8", help="recipe name (int8 = int8-per-channel)")
+    p.add_argument("--recipe", default="int8", help="recipe name (int8 = int8-per-token; --list shows all)")
     p.add_argument("--variant", help="variant name to write (default: the recipe's precision)")
     p.add_argument(
         "--exclude-node",
@@ -136,6 +136,12 @@ def _print_quality(q: dict[str, Any] | None) -> None:
     status = {True: "passed", False: "FAILED (kept with --allow-degraded)", None: "not measured"}[q.get("passed")]
     where = f" on {q['device']}" if q.get("device") else ""
     print(f"    quality vs {q.get('reference', 'fp32')}{where}: {figures or q.get('note', '')} — {status}")
+    if "batch_drift_max" in q:
+        kind = "batch-invariant" if q.get("batch_invariant", True) else "BATCH-DEPENDENT (opt-in recipe)"
+        print(
+            f"    batch drift (a text alone vs among random companions): max element {q['batch_drift_max']}, "
+            f"min cosine {q['batch_cosine_min']} — {kind}"
+        )
 
 
 def _print_info(path: Path) -> None:
