@@ -20,7 +20,7 @@ httpx = pytest.importorskip("httpx")
 
 from clinbert_onnx import ClinicalBert  # noqa: E402
 from clinbert_onnx.serve import ServeConfig, create_app  # noqa: E402
-from serve_support import MARKER, running, serve_process  # noqa: E402
+from serve_support import MARKER, running, serve_process, wait_for  # noqa: E402
 
 TEXTS = ["Patient denies chest pain.", "History of type 2 diabetes, on metformin.", "Afebrile overnight."]
 LIMITS = ServeConfig(max_inputs=8, max_queue=64, max_chars=2000, max_body_bytes=64 * 1024)
@@ -237,9 +237,10 @@ def test_limits_and_error_shape(client) -> None:
 def test_queue_full_is_429_with_retry_after(tiny: ClinicalBert) -> None:
     # max_queue=1: a request idles in the queue for up to 1.5 s waiting for company; a second one does not fit
     config = ServeConfig(max_inputs=1, max_queue=1, max_wait_ms=1000, warmup=False)
-    with running(create_app(tiny, config)) as base, cf.ThreadPoolExecutor(2) as pool:
+    app = create_app(tiny, config)
+    with running(app) as base, cf.ThreadPoolExecutor(2) as pool:
         first = pool.submit(httpx.post, f"{base}/embed", json={"inputs": "one"}, timeout=30)
-        time.sleep(0.3)
+        wait_for(lambda: app.state.runtime.metrics.sample("clinbert_queue_texts") == 1)  # queued, not yet run
         second = httpx.post(f"{base}/embed", json={"inputs": "two"}, timeout=30)
         assert_error(second, 429, "queue_full")
         assert int(second.headers["retry-after"]) >= 1
@@ -251,10 +252,10 @@ def test_unexpected_error_is_generic_500_and_logged_without_text(
 ) -> None:
     model = ClinicalBert.load(tiny_bundle)
 
-    def broken(texts, **_):
-        raise RuntimeError(f"boom while reading {texts[0]}")
+    def broken(windows):
+        raise RuntimeError(f"boom while reading {MARKER}")
 
-    model.encode = broken  # type: ignore[method-assign]
+    model.run = broken  # type: ignore[method-assign]
     with caplog.at_level(logging.INFO), running(create_app(model, ServeConfig(warmup=False))) as base:
         response = httpx.post(f"{base}/embed", json={"inputs": MARKER})
     err = assert_error(response, 500, "internal_error")
