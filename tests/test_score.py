@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clinbert_onnx.errors import InputError, MissingDependencyError, NoMaskHeadError
+from clinbert_onnx.errors import BundleError, InputError, MissingDependencyError, NoMaskHeadError, TextTooLongError
 from clinbert_onnx.score import OutputExistsError, ResumeError, RowError, ScoreOptions, run_score
-from clinbert_onnx.errors import BundleError, TextTooLongError
 from clinbert_onnx.score.engine import row_reason
 from clinbert_onnx.score.writers import NPY_HEADER, npy_header
 
