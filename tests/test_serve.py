@@ -460,3 +460,43 @@ def test_cli_refuses_bad_bundle(tmp_path: Path) -> None:
 
     done = subprocess.run([*clinbert_command(), "serve", str(tmp_path / "missing")], capture_output=True, timeout=120)
     assert done.returncode == 3 and b"Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------- the core's stages
+def test_one_request_tokenizes_each_text_once(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = ClinicalBert.load(tiny_bundle)
+    seen: list[str] = []
+    real = model.tokenize
+
+    def counting(batch):
+        seen.extend(batch)
+        return real(batch)
+
+    monkeypatch.setattr(model, "tokenize", counting)
+    texts = [*TEXTS, " ".join(["fever"] * 300)]  # the last one chunked into several windows
+    with running(create_app(model, ServeConfig(warmup=False))) as base:
+        response = httpx.post(f"{base}/v1/embeddings", json={"input": texts, "encoding_format": "float"})
+    assert response.status_code == 200 and len(response.json()["data"]) == len(texts)
+    assert seen == texts  # validated, counted for usage and windowed from one tokenizer pass
+
+
+def test_served_name_of_a_bundle_given_as_dot(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_bundle)
+    model = ClinicalBert.load(".", verify=False)
+    assert model.name == tiny_bundle.name  # was "" for `clinbert serve .`
+    assert create_app(model, ServeConfig(warmup=False)).state.runtime.name == tiny_bundle.name
+
+
+def test_serve_as_a_library_leaves_process_state_alone(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import warnings
+
+    from clinbert_onnx.serve import server
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    monkeypatch.setattr(server, "run", lambda app, config: 0)  # load and build the app, do not listen
+    logger = logging.getLogger("clinbert_onnx.serve")
+    before = (list(warnings.filters), logger.propagate, list(logger.handlers), logger.level)
+    assert server.serve(tiny_bundle, ServeConfig(warmup=False), verify=False) == 0
+    assert "TOKENIZERS_PARALLELISM" not in os.environ
+    assert (list(warnings.filters), logger.propagate, list(logger.handlers), logger.level) == before

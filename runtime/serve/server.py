@@ -76,7 +76,7 @@ def _serve(
     bundle: str | Path, config: ServeConfig, *, device: str, variant: str | None, verify: bool, threads: int
 ) -> int:
     from ..model import ClinicalBert
-    from ..session import SessionConfig
+    from ..session import PRESETS
     from . import create_app
 
     if not config.is_loopback and not config.api_key:
@@ -86,7 +86,7 @@ def _serve(
             config.host,
         )
     # The event loop needs the cores between batches: no spin-waiting ONNX Runtime threads.
-    session_config = SessionConfig(intra_op_threads=threads, spin=False)
+    session_config = PRESETS["throughput"].with_(intra_op_threads=threads)
     model = ClinicalBert.load(bundle, device=device, variant=variant, verify=verify, session_config=session_config)
     log.info("loaded %s (variant %s on %s)", model.bundle.model_id, model.variant, model.device)
     return run(create_app(model, config), config)
