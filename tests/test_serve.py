@@ -391,7 +391,7 @@ def test_cli_options_and_defaults() -> None:
     from clinbert_onnx.cli import build_parser
 
     args = build_parser().parse_args(["serve", "b"])
-    assert (args.host, args.port, args.api_key, args.cors_origin) == ("127.0.0.1", 8080, None, [])
+    assert (args.host, args.port, args.api_key, args.cors_origins) == ("127.0.0.1", 8080, None, [])
     help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
     for option in (
         "--max-batch-tokens",
