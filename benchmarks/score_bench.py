@@ -74,10 +74,9 @@ def baseline(bundle: Path, texts: list[str]) -> tuple[float, np.ndarray, int, in
 
 def score_padding(bundle: Path, texts: list[str], window_rows: int = 1024) -> tuple[int, int, int]:
     """(real tokens, padded tokens, model runs) of ``clinbert score``'s batching (CPU defaults, truncation at
-    512), computed without running the model: windows of rows → slices → token-budget batches."""
+    512), computed without running the model: windows of rows → token-budget batches over each whole window."""
     from clinbert_onnx.batching import plan_batches
     from clinbert_onnx.model import DEFAULT_BUDGETS
-    from clinbert_onnx.score.engine import plan_slices
     from tokenizers import Tokenizer
 
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -86,13 +85,11 @@ def score_padding(bundle: Path, texts: list[str], window_rows: int = 1024) -> tu
     lengths = [min(len(e.ids), MAX_LENGTH) for e in tok.encode_batch(texts)]
     real = padded = runs = 0
     for lo in range(0, len(texts), window_rows):
-        window = texts[lo : lo + window_rows]
-        for piece in plan_slices(window, budget, max_batch):
-            sizes = [lengths[lo + i] for i in piece]
-            for batch in plan_batches(sizes, budget, max_batch):
-                real += sum(sizes[i] for i in batch)
-                padded += len(batch) * max(sizes[i] for i in batch)
-                runs += 1
+        sizes = lengths[lo : lo + window_rows]
+        for batch in plan_batches(sizes, budget, max_batch):
+            real += sum(sizes[i] for i in batch)
+            padded += len(batch) * max(sizes[i] for i in batch)
+            runs += 1
     return real, padded, runs
 
 

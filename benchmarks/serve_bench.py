@@ -55,15 +55,17 @@ def load_model(args: argparse.Namespace) -> Any:
 
 def in_process(model: Any, texts: list[str], batch: int, seconds: float, grouped: bool) -> float:
     """Texts/s of ``model.encode`` on consecutive slices of ``batch`` texts, for about ``seconds``; ``grouped``:
-    each slice split into groups of similar length first, as the server does with the batches it merges."""
-    from clinbert_onnx.serve.planning import CALL_OVERHEAD_TOKENS, run_grouped
-
+    each text prepared as its own request and the windows merged into one run, as the server's batcher does."""
     done, start, i = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         chunk = [texts[(i + j) % len(texts)] for j in range(batch)]
         if grouped:
-            lengths = [min(n, model.max_length) for n in model.count_tokens(chunk)]
-            run_grouped(model.encode, chunk, lengths, CALL_OVERHEAD_TOKENS[model.device], model.max_batch)
+            requests = [model.prepare([text], "embed") for text in chunk]
+            outputs = model.run([w for r in requests for w in r.windows])
+            offset = 0
+            for request in requests:
+                model.finish(request, outputs[offset : offset + len(request.windows)])
+                offset += len(request.windows)
         else:
             model.encode(chunk)
         done += batch

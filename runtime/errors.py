@@ -1,6 +1,10 @@
-"""The error hierarchy. Raised anywhere; mapped to exit codes (CLI) and HTTP statuses (server) at the edges only.
+"""The error hierarchy: the one place that says what each failure means at each edge.
 
-Messages never contain input text: it is patient data.
+Every error carries structured fields: ``code`` (stable, machine-readable), ``http_status`` (the server's
+answer), ``exit_code`` (the CLI's), and for a per-item error the item's ``index`` and ``reason`` (the message
+without the index, e.g. "has no [MASK] token"). Edges read these fields (the CLI prints ``str(exc)`` and
+exits with ``exit_code``, the server answers ``http_status``/``code``, ``clinbert score`` writes ``reason``
+to its errors file); nothing parses messages. Messages never contain input text: it is patient data.
 """
 
 from __future__ import annotations
@@ -12,6 +16,16 @@ class ClinBertError(Exception):
     exit_code = 1
     http_status = 500
     code = "internal_error"
+
+    def __init__(self, message: str, *, index: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.reason = reason if reason is not None else message
+
+    @classmethod
+    def at(cls, index: int, reason: str) -> ClinBertError:
+        """A per-item error: message ``input {index} {reason}``, with ``index`` and ``reason`` as fields."""
+        return cls(f"input {index} {reason}", index=index, reason=reason)
 
 
 class InputError(ClinBertError, ValueError):
@@ -32,6 +46,19 @@ class NoMaskHeadError(InputError):
     """Fill-mask was asked of a bundle exported from an encoder without a masked-LM head."""
 
     code = "no_mlm_head"
+
+
+class TooManyInputsError(InputError):
+    """More texts in one request than the server's ``max_inputs``."""
+
+    http_status = 413
+    code = "too_many_inputs"
+
+
+class InputTooLongError(InputError):
+    """A text longer than the server's ``max_chars`` characters (without truncation)."""
+
+    code = "input_too_long"
 
 
 class BundleError(ClinBertError):
@@ -72,6 +99,30 @@ class MissingDependencyError(ClinBertError, ImportError):
 
     exit_code = 7
     code = "missing_dependency"
+
+
+class QueueFullError(ClinBertError):
+    """The server's inference queue is full; ``retry_after`` seconds is a fair time to wait."""
+
+    http_status = 429
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ShuttingDownError(ClinBertError):
+    """The server is stopping and takes no new work."""
+
+    http_status = 503
+    code = "shutting_down"
+
+
+class InferenceFailedError(ClinBertError):
+    """Inference raised something unexpected (already logged without its message)."""
+
+    code = "internal_error"
 
 
 def require(module: str, extra: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,16 +21,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def resolve_targets(tokenizer: Tokenizer, targets: str | Sequence[str] | None) -> np.ndarray | None:
+def resolve_targets(tokenizer: Tokenizer, targets: Sequence[str] | None) -> tuple[np.ndarray | None, list[str]]:
     """Target words to vocabulary ids, as the pipeline does: a word outside the vocabulary is replaced by its
-    first sub-token (with a warning); one that tokenizes to nothing is ignored (with a warning)."""
+    first sub-token; one that tokenizes to nothing is ignored. Returns the ids and notes about those cases (which
+    name targets by position only): a library call warns with them, the server does not."""
     if targets is None:
-        return None
+        return None, []
     items = [targets] if isinstance(targets, str) else list(targets)
     if not items:
         raise InputError("targets is empty: give at least one target or leave it out")
     vocab = tokenizer.get_vocab()
     ids: list[int] = []
+    notes: list[str] = []
     for i, target in enumerate(items):
         if not isinstance(target, str):
             raise InputError(f"target {i} is {type(target).__name__}, not a string")
@@ -39,18 +40,14 @@ def resolve_targets(tokenizer: Tokenizer, targets: str | Sequence[str] | None) -
         if token_id is None:
             pieces = tokenizer.encode(target, add_special_tokens=False).ids
             if not pieces:
-                warnings.warn(f"target {i} does not tokenize to anything; ignoring it", UserWarning, stacklevel=3)
+                notes.append(f"target {i} does not tokenize to anything; ignoring it")
                 continue
             token_id = pieces[0]
-            warnings.warn(
-                f"target {i} is not a single vocabulary token; using its first sub-token (id {token_id})",
-                UserWarning,
-                stacklevel=3,
-            )
+            notes.append(f"target {i} is not a single vocabulary token; using its first sub-token (id {token_id})")
         ids.append(token_id)
     if not ids:
         raise InputError("none of the targets maps to a vocabulary token")
-    return np.array(sorted(set(ids)), dtype=np.int64)
+    return np.array(sorted(set(ids)), dtype=np.int64), notes
 
 
 def top_predictions(logits: np.ndarray, top_k: int, target_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,60 +1,76 @@
 """``ClinicalBert``: fill-mask and embeddings from a bundle, with onnxruntime, tokenizers and numpy only.
 
-Each task runs in three stages — tokenize into windows, run batches, post-process — so a batcher (the
-server, ``clinbert score``) can merge requests before the run stage and split results after it.
+Every task runs in three stages, and every caller (the methods below, the server, ``clinbert score``) uses them:
+
+- ``prepare(items, task, options)`` validates and tokenizes each item once and cuts it into windows; bad items
+  raise (or, with ``on_error="collect"``, are set aside) with their ``index``;
+- ``run(windows)`` plans length-aware batches over whatever windows it is given (one call's, or merged from
+  many requests) and runs them through the :class:`~clinbert_onnx.engine.Engine`; one output per window;
+- ``finish(prepared, outputs)`` pools / combines windows / decodes predictions, in input order.
+
+Tasks and what the run stage computes for them live in ``tasks``; the engine in ``engine``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import fillmask
 from .batching import CALL_OVERHEAD_TOKENS, plan_batches
 from .bundle import Bundle, VariantInfo, open_bundle
-from .errors import BundleError, InputError, NoMaskHeadError
-from .pooling import POOLINGS, combine_windows, l2_normalize, pool
+from .engine import Engine, OrtEngine
+from .errors import BundleError, InputError
 from .session import SessionConfig, create_session
-from .windows import Window, check_long_text, check_texts, embed_windows, mask_windows
+from .tasks import (
+    HEADS,
+    HIDDEN_OUTPUT,
+    LOGITS_OUTPUT,
+    MASK_INPUT,
+    POOLED_OUTPUT,
+    EmbedOptions,
+    EmbedResult,
+    FillMaskResult,
+    MaskOptions,
+    Prepared,
+    get_task,
+)
+from .windows import MAX_OVERLAP, Window, as_items, check_text, check_texts
 
-HIDDEN_OUTPUT = "last_hidden_state"
-LOGITS_OUTPUT = "mask_logits"
-MASK_INPUT = "mask_positions"
-POOLED_OUTPUT = "mean_pooled"
-DEFAULT_OVERLAP = 64
+#: The default window overlap at 512 positions; smaller windows use ``windows.default_overlap(max_length)``.
+DEFAULT_OVERLAP = MAX_OVERLAP
 #: Padded tokens per batch and rows per batch, by device. On CPU, small batches are both faster and smaller
 #: (BERT-base int8, 64 × 122-token texts, `embed`: 1024 tokens → 28 seq/s at 234 MB peak RSS; 8192 → 23 seq/s
 #: at 626 MB): the activations stay in cache and ONNX Runtime's arena stays small.
 DEFAULT_BUDGETS = {"cpu": (1024, 64), "cuda": (65536, 256)}
 
-
-@dataclass(frozen=True)
-class EmbedResult:
-    """Embeddings plus per-input metadata: ``windows`` run and ``tokens`` (content tokens, before truncation)."""
-
-    vectors: np.ndarray
-    windows: list[int]
-    tokens: list[int]
-
-
-@dataclass(frozen=True)
-class FillMaskResult:
-    predictions: list[Any]
-    windows: list[int]
-    tokens: list[int]
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "HIDDEN_OUTPUT",
+    "LOGITS_OUTPUT",
+    "MASK_INPUT",
+    "POOLED_OUTPUT",
+    "ClinicalBert",
+    "EmbedResult",
+    "FillMaskResult",
+    "Prepared",
+]
 
 
 class ClinicalBert:
-    """A loaded bundle. Thread-safe: one instance can serve concurrent callers."""
+    """A loaded bundle. Thread-safe: one instance can serve concurrent callers.
+
+    ``engine``: an :class:`~clinbert_onnx.engine.Engine` (a bare ``onnxruntime.InferenceSession`` is wrapped in
+    :class:`~clinbert_onnx.engine.OrtEngine`).
+    """
 
     def __init__(
         self,
         bundle: Bundle,
-        session: Any,
+        engine: Engine | Any,
         device: str,
         variant: str,
         token_budget: int | None = None,
@@ -63,7 +79,7 @@ class ClinicalBert:
         from tokenizers import Tokenizer
 
         self.bundle = bundle
-        self.session = session
+        self.engine: Engine = engine if hasattr(engine, "output_names") else OrtEngine(engine, device)
         self.device = device
         self.variant = variant
         budget, rows = DEFAULT_BUDGETS[device]
@@ -75,8 +91,11 @@ class ClinicalBert:
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
         self.max_length = tok.max_length
-        self._inputs = {i.name for i in session.get_inputs()}
-        self._outputs = {o.name for o in session.get_outputs()}
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session behind an :class:`OrtEngine` (None for another engine)."""
+        return getattr(self.engine, "session", None)
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -114,7 +133,7 @@ class ClinicalBert:
                 chosen = fallback
                 session, actual = create_session(bundle.path / chosen.file, actual, session_config or SessionConfig())
                 wait()
-        return cls(bundle, session, actual, chosen.name, token_budget, max_batch)
+        return cls(bundle, OrtEngine(session, actual), actual, chosen.name, token_budget, max_batch)
 
     # ----------------------------------------------------------------------------------------------- info
     @property
@@ -124,6 +143,13 @@ class ClinicalBert:
     @property
     def has_mlm_head(self) -> bool:
         return self.bundle.has_mlm_head
+
+    @property
+    def name(self) -> str:
+        """The hub id the bundle was exported from, else the bundle folder's name (never a local path): what the
+        server reports as its model."""
+        source = self.bundle.manifest.get("source", {}).get("model_id")
+        return str(source) if source else Path(self.bundle.path).resolve().name
 
     def info(self) -> dict[str, Any]:
         m = self.bundle.manifest
@@ -148,62 +174,92 @@ class ClinicalBert:
         """Tokens per text including [CLS] and [SEP] (as OpenAI-style usage counts them)."""
         return [len(ids) + 2 for ids in self.tokenize(check_texts(texts))]
 
+    def prepare(self, items: object, task: str = "embed", options: Any = None, *, on_error: str = "raise") -> Prepared:
+        """Stage 1: validate and tokenize each item once, cut it into windows.
+
+        ``task``: a name in ``tasks.TASKS`` ("embed", "fill-mask"); ``options``: that task's options object
+        (None: its defaults). A bad item raises an InputError carrying its ``index``; with
+        ``on_error="collect"`` it is recorded in ``Prepared.errors`` instead and the other items go on.
+        """
+        spec = get_task(task)
+        options = spec.options_type() if options is None else options
+        if not isinstance(options, spec.options_type):
+            raise InputError(f"options for {task!r} must be {spec.options_type.__name__}")
+        if on_error not in ("raise", "collect"):
+            raise InputError(f"on_error must be 'raise' or 'collect'; got {on_error!r}")
+        context, notes = spec.begin(self, options)
+        errors: list[InputError] = []
+        texts: list[str] = []
+        valid: list[int] = []
+        for index, item in enumerate(as_items(items)):
+            try:
+                texts.append(check_text(index, item))
+                valid.append(index)
+            except InputError as exc:
+                if on_error == "raise":
+                    raise
+                errors.append(exc)
+        prepared = Prepared(task, options, [], [], [], context=context, errors=errors, notes=notes)
+        for index, ids in zip(valid, self.tokenize(texts), strict=True):
+            try:
+                windows, state = spec.windows(self, index, ids, options)
+            except InputError as exc:
+                if on_error == "raise" or exc.index is None:
+                    raise
+                errors.append(exc)
+                continue
+            for w in windows:
+                w.item = len(prepared.kept)
+            prepared.windows.extend(windows)
+            prepared.ids.append(ids)
+            prepared.kept.append(index)
+            prepared.state.append(state)
+        errors.sort(key=lambda e: e.index or 0)
+        return prepared
+
     # ----------------------------------------------------------------------------------------------- stage 2
-    def _feed(self, rows: list[np.ndarray]) -> dict[str, np.ndarray]:
-        width = max(len(r) for r in rows)
+    def _feed(self, rows: Sequence[Window]) -> dict[str, np.ndarray]:
+        width = max(len(r.ids) for r in rows)
         ids = np.full((len(rows), width), self.bundle.tokenizer.pad_token_id, dtype=np.int64)
         attention = np.zeros((len(rows), width), dtype=np.int64)
         for i, r in enumerate(rows):
-            ids[i, : len(r)] = r
-            attention[i, : len(r)] = 1
+            ids[i, : len(r.ids)] = r.ids
+            attention[i, : len(r.ids)] = 1
         feed: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": attention}
-        if "token_type_ids" in self._inputs:
+        inputs = self.engine.input_names
+        if "token_type_ids" in inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
-        if MASK_INPUT in self._inputs:
+        if MASK_INPUT in inputs:
             feed[MASK_INPUT] = np.zeros(0, dtype=np.int64)
         return feed
 
-    def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """One inference. On CUDA through I/O binding: inputs copied to the device once, and only the
-        requested outputs (pooled vectors or masked logits, never the whole hidden state) copied back."""
-        if self.device != "cuda":
-            return list(self.session.run(outputs, feed))
-        binding = self.session.io_binding()
-        for name, value in feed.items():
-            binding.bind_cpu_input(name, value)
-        for name in outputs:
-            binding.bind_output(name, "cpu")
-        self.session.run_with_iobinding(binding)
-        return list(binding.copy_outputs_to_cpu())
-
-    def run_embed(self, windows: list[Window], pooling: str) -> np.ndarray:
-        """Pooled (not normalized) vector per window, in window order, computed in token-budget batches."""
-        out = np.empty((len(windows), self.hidden_size), dtype=np.float32)
-        in_graph = pooling == "mean" and POOLED_OUTPUT in self._outputs
-        for batch in plan_batches([len(w.ids) for w in windows], self.token_budget, self.max_batch, self.call_overhead):
-            feed = self._feed([windows[i].ids for i in batch])
-            if in_graph:
-                (out[batch],) = self._run([POOLED_OUTPUT], feed)
-            else:
-                (hidden,) = self._run([HIDDEN_OUTPUT], feed)
-                out[batch] = pool(hidden, feed["attention_mask"], pooling)
+    def run(self, windows: Sequence[Window]) -> list[np.ndarray]:
+        """Stage 2: one output per window, in window order. Windows are grouped by head, then cut into batches
+        of similar length within the token budget (``batching.plan_batches``), once over all of them."""
+        out: list[np.ndarray] = [np.empty(0)] * len(windows)
+        by_head: dict[str, list[int]] = {}
+        for i, w in enumerate(windows):
+            by_head.setdefault(w.head, []).append(i)
+        for name, members in by_head.items():
+            head = HEADS[name]
+            lengths = [len(windows[i].ids) for i in members]
+            for batch in plan_batches(lengths, self.token_budget, self.max_batch, self.call_overhead):
+                rows = [windows[members[j]] for j in batch]
+                for j, value in zip(batch, head.run(self.engine, self._feed(rows), rows), strict=True):
+                    out[members[j]] = value
         return out
 
-    def run_masks(self, windows: list[Window]) -> list[np.ndarray]:
-        """Logits ``[masks_in_window, vocab]`` per window; the MLM head runs on masked positions only."""
-        results: list[np.ndarray] = [np.empty(0)] * len(windows)
-        for batch in plan_batches([len(w.ids) for w in windows], self.token_budget, self.max_batch, self.call_overhead):
-            feed = self._feed([windows[i].ids for i in batch])
-            width = feed["input_ids"].shape[1]
-            flat = [row * width + p for row, i in enumerate(batch) for p in windows[i].masks]
-            feed[MASK_INPUT] = np.asarray(flat, dtype=np.int64)
-            (logits,) = self._run([LOGITS_OUTPUT], feed)
-            offset = 0
-            for i in batch:
-                count = len(windows[i].masks)
-                results[i] = logits[offset : offset + count]
-                offset += count
-        return results
+    # ----------------------------------------------------------------------------------------------- stage 3
+    def finish(self, prepared: Prepared, outputs: Sequence[np.ndarray]) -> Any:
+        """Stage 3: the task's results for ``prepared``'s kept items, in input order."""
+        return get_task(prepared.task).finish(self, prepared, outputs)
+
+    def process(self, items: object, task: str, options: Any = None) -> Any:
+        """All three stages for one call; notes (e.g. about sub-token targets) become warnings."""
+        prepared = self.prepare(items, task, options)
+        for note in prepared.notes:
+            warnings.warn(note, UserWarning, stacklevel=3)
+        return self.finish(prepared, self.run(prepared.windows))
 
     # ----------------------------------------------------------------------------------------------- tasks
     def encode(
@@ -213,37 +269,11 @@ class ClinicalBert:
         pooling: str = "mean",
         normalize: bool = True,
         long_text: str = "chunk",
-        overlap: int = DEFAULT_OVERLAP,
+        overlap: int | None = None,
     ) -> EmbedResult:
         """Embeddings with metadata. See :meth:`embed`."""
-        if pooling not in POOLINGS:
-            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
-        check_long_text(long_text)
-        items = check_texts(texts)
-        ids = self.tokenize(items)
-        windows = embed_windows(
-            ids,
-            max_length=self.max_length,
-            cls_id=self.bundle.tokenizer.cls_token_id,
-            sep_id=self.bundle.tokenizer.sep_token_id,
-            long_text=long_text,
-            overlap=overlap,
-        )
-        pooled = self.run_embed(windows, pooling)
-        vectors = np.empty((len(items), self.hidden_size), dtype=np.float32)
-        counts = [0] * len(items)
-        start = 0
-        for item in range(len(items)):
-            end = start
-            while end < len(windows) and windows[end].item == item:
-                end += 1
-            weights = np.array([w.weight for w in windows[start:end]], dtype=np.float64)
-            vectors[item] = combine_windows(pooled[start:end], weights, pooling)
-            counts[item] = end - start
-            start = end
-        if normalize:
-            vectors = l2_normalize(vectors)
-        return EmbedResult(vectors=vectors, windows=counts, tokens=[len(x) for x in ids])
+        result: EmbedResult = self.process(texts, "embed", EmbedOptions(pooling, normalize, long_text, overlap))
+        return result
 
     def embed(
         self,
@@ -252,12 +282,13 @@ class ClinicalBert:
         pooling: str = "mean",
         normalize: bool = True,
         long_text: str = "chunk",
-        overlap: int = DEFAULT_OVERLAP,
+        overlap: int | None = None,
     ) -> np.ndarray:
         """``float32 [n, hidden]`` embeddings in input order.
 
         ``pooling``: "mean" (attention-masked), "cls" or "max". ``long_text``: "chunk" (overlapping windows of
         ``max_length`` tokens, ``overlap`` tokens shared, combined by tokens contributed), "truncate" or "error".
+        ``overlap``: None follows the window (64 tokens at 512 positions, a quarter of smaller windows).
         """
         return self.encode(texts, pooling=pooling, normalize=normalize, long_text=long_text, overlap=overlap).vectors
 
@@ -270,42 +301,9 @@ class ClinicalBert:
         long_text: str = "chunk",
     ) -> FillMaskResult:
         """Fill-mask with metadata. ``predictions`` has one entry per input text (pipeline-shaped)."""
-        if not self.has_mlm_head:
-            raise NoMaskHeadError(
-                f"bundle {self.bundle.model_id} was exported from an encoder without a masked-LM head: "
-                "it serves embeddings only"
-            )
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise InputError(f"top_k must be a positive integer; got {top_k!r}")
-        check_long_text(long_text)
-        items = check_texts(texts)
-        target_ids = fillmask.resolve_targets(self.tokenizer, targets)
-        tok = self.bundle.tokenizer
-        ids = self.tokenize(items)
-        windows, positions = mask_windows(
-            ids,
-            max_length=self.max_length,
-            cls_id=tok.cls_token_id,
-            sep_id=tok.sep_token_id,
-            mask_id=tok.mask_token_id,
-            long_text=long_text,
-        )
-        logits = self.run_masks(windows)
-        per_item: list[np.ndarray] = [np.empty((len(p), 0), dtype=np.float32) for p in positions]
-        window_counts = [0] * len(items)
-        for win, win_logits in zip(windows, logits, strict=True):
-            window_counts[win.item] += 1
-            if per_item[win.item].shape[1] == 0:
-                per_item[win.item] = np.empty((len(positions[win.item]), win_logits.shape[1]), dtype=np.float32)
-            per_item[win.item][win.mask_ordinals] = win_logits
-        predictions = []
-        for item, content in enumerate(ids):
-            scores, top_ids = fillmask.top_predictions(per_item[item], top_k, target_ids)
-            full = np.concatenate(([tok.cls_token_id], content, [tok.sep_token_id]))
-            predictions.append(
-                fillmask.format_text(self.tokenizer, full, positions[item] + 1, scores, top_ids, tok.pad_token_id)
-            )
-        return FillMaskResult(predictions=predictions, windows=window_counts, tokens=[len(x) for x in ids])
+        wanted = (targets,) if isinstance(targets, str) else None if targets is None else tuple(targets)
+        result: FillMaskResult = self.process(texts, "fill-mask", MaskOptions(top_k, wanted, long_text))
+        return result
 
     def fill_mask(
         self,

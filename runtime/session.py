@@ -45,11 +45,16 @@ class SessionConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-#: Named presets. ``latency`` for interactive use; ``shared`` for a process that shares the CPU with others
-#: (no spinning, one thread); ``throughput`` for batch jobs.
+#: Named presets (each differs from the others in what it trades):
+#:
+#: - ``latency``: every core for one call, idle threads spin between calls, so a lone request starts at once
+#:   (it burns CPU while idle: for interactive use on a machine of its own);
+#: - ``throughput``: every core for one call, idle threads sleep between calls, so the cores go to
+#:   tokenization and batching between batches (what ``clinbert serve`` and batch jobs use);
+#: - ``shared``: one thread, no spinning, for a process that shares the CPU with others (or N worker processes).
 PRESETS: dict[str, SessionConfig] = {
-    "latency": SessionConfig(),
-    "throughput": SessionConfig(spin=True),
+    "latency": SessionConfig(spin=True),
+    "throughput": SessionConfig(spin=False),
     "shared": SessionConfig(intra_op_threads=1, spin=False),
 }
 

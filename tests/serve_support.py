@@ -33,6 +33,15 @@ def wait_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen[Any] | No
     raise TimeoutError(f"{url} not ready after {timeout} s")
 
 
+def wait_for(condition: Any, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` until it is true (state a test waits on, instead of sleeping a guessed time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.005)
+
+
 @contextmanager
 def running(app: Any, *, ready: bool = True) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread on a pre-bound loopback socket; yields the base URL."""

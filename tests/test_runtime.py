@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,8 +267,56 @@ def test_cuda_embed_matches_cpu(tiny_bundle):
     assert (gpu.embed(texts) * cpu.embed(texts)).sum(axis=1).min() > 0.999
 
 
-def test_package_metadata_paths(tiny_bundle):
-    assert Path(tiny_bundle, "manifest.json").is_file()
+def test_session_presets_differ_and_reach_onnxruntime():
+    from clinbert_onnx.session import PRESETS, _session_options
+
+    assert len(set(PRESETS.values())) == len(PRESETS)
+    spinning = {
+        name: _session_options(cfg).get_session_config_entry("session.intra_op.allow_spinning")
+        for name, cfg in PRESETS.items()
+    }
+    assert spinning == {"latency": "1", "throughput": "0", "shared": "0"}
+    assert _session_options(PRESETS["shared"]).intra_op_num_threads == 1
+
+
+def test_engine_seam(model):
+    """The run stage talks to an Engine; a stand-in engine that records calls gets the same feeds."""
+    from clinbert_onnx.engine import OrtEngine
+
+    engine = model.engine
+    assert isinstance(engine, OrtEngine) and engine.providers and engine.threads >= 1
+    calls = []
+
+    class Recording:
+        device, input_names, output_names = engine.device, engine.input_names, engine.output_names
+        providers, threads = engine.providers, engine.threads
+
+        def run(self, outputs, feed):
+            calls.append((list(outputs), sorted(feed)))
+            return engine.run(outputs, feed)
+
+        def warm_up(self, feed, outputs):
+            engine.warm_up(feed, outputs)
+
+    other = ClinicalBert(model.bundle, Recording(), model.device, model.variant)
+    np.testing.assert_allclose(other.embed(["chest pain"]), model.embed(["chest pain"]), atol=1e-6)
+    assert calls and all("input_ids" in names for _, names in calls)
+
+
+def test_small_window_model_end_to_end(tmp_path):
+    """A 64-position BERT exports (the gate embeds long probes) and chunks long texts: the default window
+    overlap follows the window instead of being 64 tokens."""
+    import builders
+    from clinbert_onnx.export import ExportOptions, export_bundle
+    from clinbert_onnx.windows import default_overlap
+
+    assert default_overlap(512) == 64 and default_overlap(64) == 15
+    ckpt = builders.make_checkpoint(tmp_path / "ckpt64", max_positions=64)
+    bundle = export_bundle(ExportOptions(model=str(ckpt), out=tmp_path / "b64", allow_degraded=True))
+    small = ClinicalBert.load(bundle, variant="fp32")
+    assert small.max_length == 64
+    result = small.encode([" ".join(["fever"] * 200), "short"])
+    assert result.windows[0] > 1 and result.vectors.shape[0] == 2
 
 
 def test_plan_batches_keeps_a_long_row_from_padding_short_ones():

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clinbert_onnx.errors import InputError, MissingDependencyError, NoMaskHeadError
+from clinbert_onnx.errors import BundleError, InputError, MissingDependencyError, NoMaskHeadError, TextTooLongError
 from clinbert_onnx.score import OutputExistsError, ResumeError, RowError, ScoreOptions, run_score
-from clinbert_onnx.score.engine import plan_slices, row_reason
+from clinbert_onnx.score.engine import row_reason
 from clinbert_onnx.score.writers import NPY_HEADER, npy_header
 
 DATA = Path(__file__).parent / "data"
@@ -366,12 +366,43 @@ def test_resume_refuses_other_options_or_input(
 
 
 # ---------------------------------------------------------------------------------------------- engine, workers, CLI
-def test_plan_slices_sorts_by_length_and_caps_rows() -> None:
-    items = ["x" * n for n in (50, 5, 500, 1, 80)]
-    slices = plan_slices(items, token_budget=100, max_batch=1)
-    flat = [i for s in slices for i in s]
-    assert flat == [3, 1, 0, 4, 2] and all(len(s) <= 8 for s in slices)
-    assert row_reason(InputError("input 12 has no [MASK] token")) == "text has no [MASK] token"
+def test_row_reason_comes_from_the_error_fields_not_its_message() -> None:
+    assert row_reason(InputError.at(12, "has no [MASK] token")) == "text has no [MASK] token"
+    err = TextTooLongError("worded in any way", index=3, reason="has 900 tokens")
+    assert row_reason(err) == "text has 900 tokens"
+
+
+def test_each_row_is_tokenized_once(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One tokenizer pass per row: no counting pass, no re-run of a window with a bad row in it."""
+    from clinbert_onnx.model import ClinicalBert
+
+    seen: list[str] = []
+    real = ClinicalBert.tokenize
+
+    def counting(self, batch):
+        seen.extend(batch)
+        return real(self, batch)
+
+    monkeypatch.setattr(ClinicalBert, "tokenize", counting)
+    lines = [*texts(30), LONG]
+    inp = write_txt(tmp_path / "in.txt", lines)
+    score(tiny_bundle, inp, tmp_path / "o.jsonl", long_text="error", window_rows=16)
+    assert sorted(seen) == sorted(lines)  # every row exactly once, the too-long one included
+    masked = write_txt(tmp_path / "m.txt", ["the [MASK] is stable", "no mask here", "a [MASK] b"])
+    seen.clear()
+    score(tiny_bundle, masked, tmp_path / "m.jsonl", task="fill-mask")
+    assert sorted(seen) == sorted(["the [MASK] is stable", "no mask here", "a [MASK] b"])
+
+
+def test_pool_that_cannot_load_leaves_no_process(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from clinbert_onnx.score.workers import LoadSpec, PoolScorer
+
+    before = set(multiprocessing.active_children())
+    with pytest.raises(BundleError):
+        PoolScorer(LoadSpec(tmp_path / "missing", "cpu", None, False, 1), 1)
+    assert set(multiprocessing.active_children()) <= before
 
 
 def test_workers_write_the_same_rows_in_order(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ httpx = pytest.importorskip("httpx")
 
 from clinbert_onnx import ClinicalBert  # noqa: E402
 from clinbert_onnx.serve import ServeConfig, create_app  # noqa: E402
-from serve_support import MARKER, running, serve_process  # noqa: E402
+from serve_support import MARKER, running, serve_process, wait_for  # noqa: E402
 
 TEXTS = ["Patient denies chest pain.", "History of type 2 diabetes, on metformin.", "Afebrile overnight."]
 LIMITS = ServeConfig(max_inputs=8, max_queue=64, max_chars=2000, max_body_bytes=64 * 1024)
@@ -237,9 +237,10 @@ def test_limits_and_error_shape(client) -> None:
 def test_queue_full_is_429_with_retry_after(tiny: ClinicalBert) -> None:
     # max_queue=1: a request idles in the queue for up to 1.5 s waiting for company; a second one does not fit
     config = ServeConfig(max_inputs=1, max_queue=1, max_wait_ms=1000, warmup=False)
-    with running(create_app(tiny, config)) as base, cf.ThreadPoolExecutor(2) as pool:
+    app = create_app(tiny, config)
+    with running(app) as base, cf.ThreadPoolExecutor(2) as pool:
         first = pool.submit(httpx.post, f"{base}/embed", json={"inputs": "one"}, timeout=30)
-        time.sleep(0.3)
+        wait_for(lambda: app.state.runtime.metrics.sample("clinbert_queue_texts") == 1)  # queued, not yet run
         second = httpx.post(f"{base}/embed", json={"inputs": "two"}, timeout=30)
         assert_error(second, 429, "queue_full")
         assert int(second.headers["retry-after"]) >= 1
@@ -251,10 +252,10 @@ def test_unexpected_error_is_generic_500_and_logged_without_text(
 ) -> None:
     model = ClinicalBert.load(tiny_bundle)
 
-    def broken(texts, **_):
-        raise RuntimeError(f"boom while reading {texts[0]}")
+    def broken(windows):
+        raise RuntimeError(f"boom while reading {MARKER}")
 
-    model.encode = broken  # type: ignore[method-assign]
+    model.run = broken  # type: ignore[method-assign]
     with caplog.at_level(logging.INFO), running(create_app(model, ServeConfig(warmup=False))) as base:
         response = httpx.post(f"{base}/embed", json={"inputs": MARKER})
     err = assert_error(response, 500, "internal_error")
@@ -390,7 +391,7 @@ def test_cli_options_and_defaults() -> None:
     from clinbert_onnx.cli import build_parser
 
     args = build_parser().parse_args(["serve", "b"])
-    assert (args.host, args.port, args.api_key, args.cors_origin) == ("127.0.0.1", 8080, None, [])
+    assert (args.host, args.port, args.api_key, args.cors_origins) == ("127.0.0.1", 8080, None, [])
     help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
     for option in (
         "--max-batch-tokens",
@@ -459,3 +460,43 @@ def test_cli_refuses_bad_bundle(tmp_path: Path) -> None:
 
     done = subprocess.run([*clinbert_command(), "serve", str(tmp_path / "missing")], capture_output=True, timeout=120)
     assert done.returncode == 3 and b"Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------- the core's stages
+def test_one_request_tokenizes_each_text_once(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = ClinicalBert.load(tiny_bundle)
+    seen: list[str] = []
+    real = model.tokenize
+
+    def counting(batch):
+        seen.extend(batch)
+        return real(batch)
+
+    monkeypatch.setattr(model, "tokenize", counting)
+    texts = [*TEXTS, " ".join(["fever"] * 300)]  # the last one chunked into several windows
+    with running(create_app(model, ServeConfig(warmup=False))) as base:
+        response = httpx.post(f"{base}/v1/embeddings", json={"input": texts, "encoding_format": "float"})
+    assert response.status_code == 200 and len(response.json()["data"]) == len(texts)
+    assert seen == texts  # validated, counted for usage and windowed from one tokenizer pass
+
+
+def test_served_name_of_a_bundle_given_as_dot(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_bundle)
+    model = ClinicalBert.load(".", verify=False)
+    assert model.name == tiny_bundle.name  # was "" for `clinbert serve .`
+    assert create_app(model, ServeConfig(warmup=False)).state.runtime.name == tiny_bundle.name
+
+
+def test_serve_as_a_library_leaves_process_state_alone(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import warnings
+
+    from clinbert_onnx.serve import server
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    monkeypatch.setattr(server, "run", lambda app, config: 0)  # load and build the app, do not listen
+    logger = logging.getLogger("clinbert_onnx.serve")
+    before = (list(warnings.filters), logger.propagate, list(logger.handlers), logger.level)
+    assert server.serve(tiny_bundle, ServeConfig(warmup=False), verify=False) == 0
+    assert "TOKENIZERS_PARALLELISM" not in os.environ
+    assert (list(warnings.filters), logger.propagate, list(logger.handlers), logger.level) == before

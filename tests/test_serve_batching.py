@@ -1,9 +1,9 @@
-"""The batcher and length grouping without HTTP: merging, splitting, error isolation, queue bound, shutdown."""
+"""The batcher without HTTP: merging prepared windows into one run, splitting, queue bound, shutdown."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,69 +12,15 @@ import pytest
 pytest.importorskip("prometheus_client")
 
 from clinbert_onnx import ClinicalBert, InputError
-from clinbert_onnx.serve.batcher import Batcher, EmbedTask, MaskTask
+from clinbert_onnx.serve.batcher import Batcher
 from clinbert_onnx.serve.errors import InferenceFailedError, QueueFullError, ShuttingDownError
 from clinbert_onnx.serve.metrics import Metrics
-from clinbert_onnx.serve.planning import length_groups, run_grouped, split
-
-
-def _cost(groups: list[list[int]], lengths: list[int], overhead: int) -> int:
-    return sum(overhead + len(g) * max(lengths[i] for i in g) for g in groups)
-
-
-def _partitions(order: list[int], max_rows: int):
-    """Every split of ``order`` into consecutive runs of at most ``max_rows``."""
-    n = len(order)
-    for cuts in itertools.product([False, True], repeat=n - 1):
-        groups, current = [], [order[0]]
-        for i, cut in enumerate(cuts, 1):
-            if cut:
-                groups.append(current)
-                current = []
-            current.append(order[i])
-        groups.append(current)
-        if all(len(g) <= max_rows for g in groups):
-            yield groups
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_length_groups_is_optimal_and_complete(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    lengths = [int(x) for x in rng.integers(3, 120, size=9)]
-    for overhead, max_rows in ((0, 9), (48, 9), (48, 3), (10_000, 9)):
-        groups = length_groups(lengths, overhead, max_rows)
-        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-        assert all(len(g) <= max_rows for g in groups)
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        best = min(_cost(p, lengths, overhead) for p in _partitions(order, max_rows))
-        assert _cost(groups, lengths, overhead) == best
-    assert length_groups(lengths, 10**9, 64) == [sorted(range(9), key=lambda i: lengths[i])]  # one call
-    assert length_groups([], 48, 64) == []
+from clinbert_onnx.tasks import EmbedOptions, MaskOptions
 
 
 @pytest.fixture(scope="module")
 def fp32(tiny_bundle: Path) -> ClinicalBert:
     return ClinicalBert.load(tiny_bundle, variant="fp32")
-
-
-def test_grouped_results_equal_one_call(fp32: ClinicalBert) -> None:
-    texts = ["short", " ".join(["long"] * 90), "a bit longer text here", " ".join(["chunked"] * 300), "mid " * 20]
-    lengths = [min(n, fp32.max_length) for n in fp32.count_tokens(texts)]
-    grouped = run_grouped(fp32.encode, texts, lengths, 0, 64)  # overhead 0: several groups
-    assert len(length_groups(lengths, 0, 64)) > 1
-    whole = fp32.encode(texts)
-    np.testing.assert_allclose(grouped.vectors, whole.vectors, atol=1e-5)
-    assert grouped.windows == whole.windows and grouped.tokens == whole.tokens
-    masked = [t + " [MASK]." for t in texts]
-    lengths = [min(n, fp32.max_length) for n in fp32.count_tokens(masked)]
-    got = run_grouped(lambda g: fp32.predict_masks(g, top_k=2), masked, lengths, 0, 64)
-    want = fp32.predict_masks(masked, top_k=2)
-    assert [[p["token"] for p in preds] for preds in got.predictions] == [
-        [p["token"] for p in preds] for preds in want.predictions
-    ]
-    parts = split(whole, [2, 0, 3])
-    assert [len(p.tokens) for p in parts] == [2, 0, 3]
-    np.testing.assert_array_equal(parts[2].vectors, whole.vectors[2:])
 
 
 async def _with_batcher(model: ClinicalBert, body, **options):
@@ -86,51 +32,74 @@ async def _with_batcher(model: ClinicalBert, body, **options):
         await batcher.stop(timeout=10)
 
 
-def test_batcher_merges_and_splits(fp32: ClinicalBert) -> None:
-    requests = [["alpha beta"], ["gamma", "delta epsilon zeta"], ["eta theta iota kappa"]]
+def embed(model: ClinicalBert, texts: list[str], **options):
+    return model.prepare(texts, "embed", EmbedOptions(**options))
+
+
+def masks(model: ClinicalBert, texts: list[str], **options):
+    return model.prepare(texts, "fill-mask", MaskOptions(**options))
+
+
+def test_batcher_merges_windows_of_concurrent_requests_into_one_run(fp32: ClinicalBert, monkeypatch) -> None:
+    requests = [["alpha beta"], ["gamma", "delta epsilon zeta"], ["eta theta iota kappa " * 40]]  # last: chunked
+    windows = [len(embed(fp32, r).windows) for r in requests]
+    assert windows[2] > 1
+    runs: list[int] = []
+    real = fp32.run
+
+    def counting(windows):
+        runs.append(len(windows))
+        return real(windows)
+
+    monkeypatch.setattr(fp32, "run", counting)
 
     async def body(b: Batcher):
-        jobs = [b.submit(EmbedTask(), r, fp32.count_tokens(r)) for r in requests]
+        jobs = [b.submit(embed(fp32, r)) for r in requests]
         return await asyncio.gather(*jobs), b.metrics
 
     results, metrics = asyncio.run(_with_batcher(fp32, body))
+    monkeypatch.undo()
     for request, result in zip(requests, results, strict=True):
         np.testing.assert_allclose(result.vectors, fp32.embed(request), atol=1e-5)
-    assert metrics.sample("clinbert_batch_requests_count") == 1  # one inference call for all three
+    assert runs == [sum(windows)]  # one run over all windows of the three requests
+    assert metrics.sample("clinbert_batch_requests_count") == 1
     assert metrics.sample("clinbert_batch_texts_sum") == 4
 
 
-def test_batcher_token_budget_and_task_keys(fp32: ClinicalBert) -> None:
+def test_batcher_token_budget_and_heads(fp32: ClinicalBert) -> None:
+    size = embed(fp32, ["word " * 20]).window_tokens
+    small = embed(fp32, ["other options"], normalize=False).window_tokens
+    budget = 2 * size + small  # two of the long ones per run, and the small one fits with them
+
     async def body(b: Batcher):
-        jobs = [b.submit(EmbedTask(), ["word " * 20], [22]) for _ in range(4)]  # 22 tokens each, budget 50
-        jobs.append(b.submit(EmbedTask(normalize=False), ["other options"], [4]))
-        jobs.append(b.submit(MaskTask(top_k=1), ["a [MASK] b"], [5]))
+        jobs = [b.submit(embed(fp32, ["word " * 20])) for _ in range(4)]
+        jobs.append(b.submit(embed(fp32, ["other options"], normalize=False)))  # same head: may share a run
+        jobs.append(b.submit(masks(fp32, ["a [MASK] b"], top_k=1)))  # another head: its own run
         results = await asyncio.gather(*jobs)
         return results, b.metrics
 
-    results, metrics = asyncio.run(_with_batcher(fp32, body, max_batch_tokens=50))
-    assert metrics.sample("clinbert_batch_requests_count") == 4  # 2 + 2 embeds, 1 unnormalised, 1 mask
+    results, metrics = asyncio.run(_with_batcher(fp32, body, max_batch_tokens=budget))
+    # 2 + 2 embeds, the unnormalised one with the second pair (same head, fits the budget), 1 mask
+    assert metrics.sample("clinbert_batch_requests_count") == 3
     assert abs(float(np.linalg.norm(results[4].vectors[0])) - 1.0) > 1e-3
     assert results[5].predictions[0][0]["token_str"]
 
 
-def test_batcher_isolates_a_bad_job(fp32: ClinicalBert) -> None:
-    async def body(b: Batcher):
-        good = b.submit(MaskTask(), ["the [MASK] is here"], [6])
-        bad = b.submit(MaskTask(), ["fine [MASK]", "nothing"], [4, 3])
-        return await asyncio.gather(good, bad, return_exceptions=True)
-
-    good, bad = asyncio.run(_with_batcher(fp32, body))
-    assert good.predictions[0][0]["token_str"]
-    assert isinstance(bad, InputError) and "input 1" in str(bad)
+def test_bad_items_fail_in_prepare_with_their_index(fp32: ClinicalBert) -> None:
+    with pytest.raises(InputError) as bad:
+        masks(fp32, ["fine [MASK]", "nothing"])
+    assert bad.value.index == 1 and bad.value.reason == "has no [MASK] token" and "input 1" in str(bad.value)
+    collected = fp32.prepare(["fine [MASK]", "nothing", "", "more [MASK]"], "fill-mask", on_error="collect")
+    assert collected.kept == [0, 3] and [e.index for e in collected.errors] == [1, 2]
 
 
 def test_batcher_queue_bound_and_shutdown(fp32: ClinicalBert) -> None:
     async def body(b: Batcher):
-        first = asyncio.ensure_future(b.submit(EmbedTask(), ["one", "two"], [3, 3]))
-        await asyncio.sleep(0.01)  # queued, waiting up to 500 ms for company
+        first = asyncio.ensure_future(b.submit(embed(fp32, ["one", "two"])))
+        while b.queued_texts < 2:  # queued, waiting up to 500 ms for company
+            await asyncio.sleep(0)
         with pytest.raises(QueueFullError) as full:
-            await b.submit(EmbedTask(), ["three"], [3])
+            await b.submit(embed(fp32, ["three"]))
         assert full.value.retry_after >= 1 and full.value.http_status == 429
         return await first
 
@@ -142,9 +111,37 @@ def test_batcher_queue_bound_and_shutdown(fp32: ClinicalBert) -> None:
         await b.start()
         await b.stop()
         with pytest.raises(ShuttingDownError):
-            await b.submit(EmbedTask(), ["late"], [3])
+            await b.submit(embed(fp32, ["late"]))
 
     asyncio.run(after_stop())
+
+
+def test_stop_does_not_block_the_event_loop(fp32: ClinicalBert, monkeypatch) -> None:
+    """A batch still running when the graceful timeout ends: stop() waits for it off the event loop, so a
+    timer on the loop still fires (before the fix, executor.shutdown(wait=True) froze the loop)."""
+    started, release = threading.Event(), threading.Event()
+    released_by_loop: list[bool] = []
+    real = fp32.run
+
+    def slow(windows):
+        started.set()
+        released_by_loop.append(release.wait(5))
+        return real(windows)
+
+    monkeypatch.setattr(fp32, "run", slow)
+
+    async def body():
+        b = Batcher(fp32, Metrics(), max_batch_tokens=100, max_wait_ms=0, max_queue=4)
+        await b.start()
+        job = asyncio.ensure_future(b.submit(embed(fp32, ["one"])))
+        await asyncio.to_thread(started.wait, 5)
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        await b.stop(timeout=0.01)
+        with pytest.raises(ShuttingDownError):
+            await job
+
+    asyncio.run(body())
+    assert released_by_loop == [True]
 
 
 def test_batcher_survives_its_own_bug(fp32: ClinicalBert) -> None:
@@ -156,8 +153,8 @@ def test_batcher_survives_its_own_bug(fp32: ClinicalBert) -> None:
 
         b._record = broken  # type: ignore[method-assign]
         with pytest.raises(InferenceFailedError):
-            await b.submit(EmbedTask(), ["one"], [3])
+            await b.submit(embed(fp32, ["one"]))
         b._record = real  # type: ignore[method-assign]
-        return await b.submit(EmbedTask(), ["two"], [3])
+        return await b.submit(embed(fp32, ["two"]))
 
     assert asyncio.run(_with_batcher(fp32, body)).vectors.shape[0] == 1

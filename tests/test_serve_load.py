@@ -98,6 +98,7 @@ async def drive(url: str, texts: list[str], vectors: np.ndarray, masked: list[st
     return counts, problems
 
 
+@pytest.mark.slow  # 20 s of load: in `make test-all` (CI's full suite), not in the default `make test`
 def test_32_clients_for_20_seconds(tiny_bundle: Path, tmp_path: Path) -> None:
     reference = ClinicalBert.load(tiny_bundle, variant="fp32")
     texts = [

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..pooling import POOLINGS
 from ..windows import LONG_TEXT_MODES
+from .args import add_no_verify, word_list
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -19,20 +20,20 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
     p.add_argument("--long-text", default="chunk", choices=LONG_TEXT_MODES)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--no-verify", action="store_true", help="skip checksum verification at load")
+    add_no_verify(p)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("fill-mask", help="predict [MASK] tokens")
     _common(p)
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--targets", help="comma-separated candidate words to score")
+    p.add_argument("--targets", type=word_list, help="comma-separated candidate words to score")
     p.set_defaults(func=cmd_fill_mask)
 
     p = sub.add_parser("embed", help="sentence embeddings")
     _common(p)
     p.add_argument("--pooling", default="mean", choices=POOLINGS)
-    p.add_argument("--no-normalize", action="store_true", help="skip L2 normalisation")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false", help="skip L2 normalisation")
     p.set_defaults(func=cmd_embed)
 
 
@@ -53,14 +54,13 @@ def _texts(args: argparse.Namespace) -> list[str]:
 def _load(args: argparse.Namespace) -> Any:
     from ..model import ClinicalBert
 
-    return ClinicalBert.load(args.bundle, device=args.device, variant=args.variant, verify=not args.no_verify)
+    return ClinicalBert.load(args.bundle, device=args.device, variant=args.variant, verify=args.verify)
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> int:
     texts = _texts(args)
     model = _load(args)
-    targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
-    result = model.predict_masks(texts, top_k=args.top_k, targets=targets, long_text=args.long_text)
+    result = model.predict_masks(texts, top_k=args.top_k, targets=args.targets, long_text=args.long_text)
     if args.json:
         for preds, windows in zip(result.predictions, result.windows, strict=True):
             print(json.dumps({"predictions": preds, "windows": windows}, ensure_ascii=False))
@@ -79,7 +79,7 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     texts = _texts(args)
     model = _load(args)
-    result = model.encode(texts, pooling=args.pooling, normalize=not args.no_normalize, long_text=args.long_text)
+    result = model.encode(texts, pooling=args.pooling, normalize=args.normalize, long_text=args.long_text)
     if args.json:
         for vec, windows, tokens in zip(result.vectors, result.windows, result.tokens, strict=True):
             print(json.dumps({"embedding": [round(float(x), 7) for x in vec], "windows": windows, "tokens": tokens}))

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..pooling import POOLINGS
 from ..windows import LONG_TEXT_MODES
+from .args import add_no_verify, options_from, word_list
 
 _EPILOG = """\
 inputs: .txt (a line a text), .jsonl, .csv, .parquet, or - for stdin (.txt lines; --input-format jsonl).
@@ -37,9 +38,9 @@ def register(sub: Any) -> None:
         help="input format when the suffix does not tell (stdin is read as txt)",
     )
     p.add_argument("--top-k", type=int, default=5, help="fill-mask: predictions per mask (default 5)")
-    p.add_argument("--targets", help="fill-mask: comma-separated candidate words to score")
+    p.add_argument("--targets", type=word_list, help="fill-mask: comma-separated candidate words to score")
     p.add_argument("--pooling", default="mean", choices=POOLINGS, help="embed: pooling (default mean)")
-    p.add_argument("--no-normalize", action="store_true", help="embed: skip L2 normalisation")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false", help="embed: skip L2 normalisation")
     p.add_argument(
         "--long-text",
         default="chunk",
@@ -70,39 +71,12 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
-    p.add_argument("--no-verify", action="store_true", help="skip checksum verification at load")
+    add_no_verify(p)
     p.set_defaults(func=cmd_score)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..score import ScoreOptions, run_score
 
-    targets = None
-    if args.targets is not None:
-        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-    options = ScoreOptions(
-        bundle=args.bundle,
-        input=args.input,
-        out=args.out,
-        task=args.task,
-        text_column=args.text_column,
-        id_column=args.id_column,
-        input_format=args.input_format,
-        top_k=args.top_k,
-        targets=targets,
-        pooling=args.pooling,
-        normalize=not args.no_normalize,
-        long_text=args.long_text,
-        window_rows=args.window_rows,
-        workers=args.workers,
-        resume=args.resume,
-        force=args.force,
-        on_error=args.on_error,
-        errors=args.errors,
-        quiet=args.quiet,
-        device=args.device,
-        variant=args.variant,
-        verify=not args.no_verify,
-    )
-    run_score(options)
+    run_score(options_from(ScoreOptions, args))
     return 0

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .args import add_no_verify, options_from
+
 API_KEY_ENV = "CLINBERT_API_KEY"
 
 
@@ -46,6 +48,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--cors-origin",
+        dest="cors_origins",
         action="append",
         default=[],
         metavar="ORIGIN",
@@ -54,8 +57,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get at shutdown (default: 30)"
     )
-    p.add_argument("--no-warmup", action="store_true", help="report ready without warm-up inferences")
-    p.add_argument("--no-verify", action="store_true", help="skip checksum verification at load")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false", help="report ready without warm-up inferences")
+    add_no_verify(p)
     p.add_argument(
         "--log-level",
         default="info",
@@ -71,22 +74,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.threads < 0:
         raise InputError("--threads must be 0 (all cores) or more")
-    config = ServeConfig(
-        host=args.host,
-        port=args.port,
-        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
-        served_model_name=args.served_model_name,
-        max_batch_tokens=args.max_batch_tokens,
-        max_wait_ms=args.max_wait_ms,
-        max_queue=args.max_queue,
-        max_inputs=args.max_inputs,
-        max_chars=args.max_chars,
-        max_body_bytes=args.max_body_bytes,
-        cors_origins=tuple(args.cors_origin),
-        graceful_timeout=args.graceful_timeout,
-        log_level=args.log_level,
-        warmup=not args.no_warmup,
-    )
+    args.api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    args.cors_origins = tuple(args.cors_origins)
+    config = options_from(ServeConfig, args)
     return serve(
-        args.bundle, config, device=args.device, variant=args.variant, verify=not args.no_verify, threads=args.threads
+        args.bundle, config, device=args.device, variant=args.variant, verify=args.verify, threads=args.threads
     )

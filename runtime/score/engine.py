@@ -1,37 +1,30 @@
-"""Score one window of texts with a loaded model, isolating bad rows.
+"""Score one window of texts with a loaded model: the core's three stages, bad rows set aside by ``prepare``.
 
-The window is sorted by length and cut into slices of a few token-budget batches; each slice is one call to
-``ClinicalBert.encode`` / ``predict_masks`` (which sorts again by exact token counts and cuts batches by the
-token budget). Results come back in submission order. When a call raises InputError (a text with no [MASK],
-too long under ``long_text="error"``...) the slice is split in halves until the bad rows stand alone, so one
-bad row never costs its neighbours. Runs in the main process or in a worker process (everything here pickles).
+``prepare(..., on_error="collect")`` validates and tokenizes each text once; a bad one (no [MASK], too long
+under ``long_text="error"``...) is recorded with its index and the others go on, so one bad row never costs its
+neighbours and nothing is re-run. ``run`` then plans length-aware batches over the whole window (by exact token
+counts) and ``finish`` puts results back in submission order. Runs in the main process or in a worker process
+(everything here pickles).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, NoMaskHeadError
-
-_INDEX = re.compile(r"^input \d+ ")
-#: A slice holds at most this many token-budget batches' worth of (estimated) tokens, or of rows.
-SLICE_BATCHES = 8
-_CHARS_PER_TOKEN = 4
+from ..errors import InputError
+from ..tasks import EmbedOptions, MaskOptions
 
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """A task name (``tasks.TASKS``) and its options object."""
+
     task: str
-    pooling: str = "mean"
-    normalize: bool = True
-    long_text: str = "chunk"
-    top_k: int = 5
-    targets: tuple[str, ...] | None = None
+    options: EmbedOptions | MaskOptions
 
 
 @dataclass
@@ -49,79 +42,24 @@ class Scored:
 
 
 def row_reason(exc: InputError) -> str:
-    """The runtime's message for one input, without its index within the call ("input 0 has ..." → "text has")."""
-    return _INDEX.sub("text ", str(exc), count=1)
-
-
-def plan_slices(texts: Sequence[str], token_budget: int, max_batch: int) -> list[list[int]]:
-    """Positions sorted by length (characters, a cheap proxy for tokens), cut into slices of a few batches."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    max_tokens, max_rows = token_budget * SLICE_BATCHES, max_batch * SLICE_BATCHES
-    slices: list[list[int]] = []
-    current: list[int] = []
-    tokens = 0
-    for i in order:
-        estimate = len(texts[i]) // _CHARS_PER_TOKEN + 2
-        if current and (tokens + estimate > max_tokens or len(current) >= max_rows):
-            slices.append(current)
-            current, tokens = [], 0
-        current.append(i)
-        tokens += estimate
-    if current:
-        slices.append(current)
-    return slices
-
-
-def _call(model: Any, spec: TaskSpec, texts: list[str]) -> Any:
-    if spec.task == "embed":
-        return model.encode(texts, pooling=spec.pooling, normalize=spec.normalize, long_text=spec.long_text)
-    targets = list(spec.targets) if spec.targets is not None else None
-    return model.predict_masks(texts, top_k=spec.top_k, targets=targets, long_text=spec.long_text)
-
-
-def _isolate(
-    model: Any,
-    spec: TaskSpec,
-    texts: Sequence[str],
-    positions: list[int],
-    done: list[tuple[list[int], Any]],
-    failed: list[tuple[int, str]],
-) -> None:
-    """Score ``positions``; on a per-row InputError, bisect until each bad row is alone and recorded."""
-    try:
-        done.append((positions, _call(model, spec, [texts[i] for i in positions])))
-    except NoMaskHeadError:
-        raise
-    except InputError as exc:
-        if len(positions) == 1:
-            failed.append((positions[0], row_reason(exc)))
-            return
-        half = len(positions) // 2
-        _isolate(model, spec, texts, positions[:half], done, failed)
-        _isolate(model, spec, texts, positions[half:], done, failed)
+    """The errors file's reason for a bad row, from the error's structured ``reason`` ("text has no [MASK]...")."""
+    return f"text {exc.reason}" if exc.index is not None else exc.reason
 
 
 def score_texts(
     model: Any, spec: TaskSpec, texts: Sequence[str], on_progress: Callable[[int], None] | None = None
 ) -> Scored:
-    """Score ``texts`` (already checked for emptiness and, for fill-mask, a mask token); see the module doc."""
-    done: list[tuple[list[int], Any]] = []
-    failed: list[tuple[int, str]] = []
-    for positions in plan_slices(texts, model.token_budget, model.max_batch):
-        _isolate(model, spec, texts, positions, done, failed)
-        if on_progress is not None:
-            on_progress(len(positions))
-    failed.sort()
-    if not done:
+    """Score ``texts`` (already checked for missing values); see the module doc."""
+    prepared = model.prepare(list(texts), spec.task, spec.options, on_error="collect")
+    failed = [(int(e.index), row_reason(e)) for e in prepared.errors]
+    result = model.finish(prepared, model.run(prepared.windows)) if prepared.kept else None
+    if on_progress is not None:
+        on_progress(len(texts))
+    if result is None:
         return Scored(failed=failed)
-    ok = np.concatenate([np.asarray(p, dtype=np.int64) for p, _ in done])
-    back = np.argsort(ok, kind="stable")
-    windows = np.concatenate([np.asarray(r.windows, dtype=np.int64) for _, r in done])[back]
-    tokens = np.concatenate([np.asarray(r.tokens, dtype=np.int64) for _, r in done])[back]
-    scored = Scored(ok=ok[back].tolist(), windows=windows.tolist(), tokens=tokens.tolist(), failed=failed)
+    scored = Scored(ok=list(prepared.kept), windows=list(result.windows), tokens=list(result.tokens), failed=failed)
     if spec.task == "embed":
-        scored.vectors = np.concatenate([r.vectors for _, r in done])[back]
+        scored.vectors = result.vectors
     else:
-        predictions = [p for _, r in done for p in r.predictions]
-        scored.predictions = [predictions[i] for i in back.tolist()]
+        scored.predictions = list(result.predictions)
     return scored

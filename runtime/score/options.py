@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..pooling import POOLINGS
+from ..tasks import EmbedOptions, MaskOptions, check_top_k
 from ..windows import LONG_TEXT_MODES
 
 TASKS: tuple[str, ...] = ("embed", "fill-mask")
@@ -139,8 +140,7 @@ class ScoreOptions:
             raise InputError("a .txt input has no columns: its ids are line numbers (drop --id-column)")
         if self.id_column is not None and self.id_column == self.column:
             raise InputError("--id-column and --text-column name the same column")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
-            raise InputError(f"--top-k must be a positive integer; got {self.top_k!r}")
+        check_top_k(self.top_k, name="--top-k")
         if self.targets is not None and not [t for t in self.targets if t]:
             raise InputError("--targets is empty: give at least one target word or leave it out")
         for name, value, low in (("window-rows", self.window_rows, 1), ("workers", self.workers, 1)):
@@ -157,6 +157,12 @@ class ScoreOptions:
             raise InputError("the output, errors and ids files must be different paths")
         if not self.from_stdin and Path(self.input).resolve() in outputs:
             raise InputError("the output would overwrite the input")
+
+    def task_options(self) -> EmbedOptions | MaskOptions:
+        """The core's options object for ``task``."""
+        if self.task == "embed":
+            return EmbedOptions(pooling=self.pooling, normalize=self.normalize, long_text=self.long_text)
+        return MaskOptions(top_k=self.top_k, targets=self.targets, long_text=self.long_text)
 
     def result_options(self) -> dict[str, Any]:
         """The options that change what is written: a resumed run must use the same ones."""

@@ -55,30 +55,30 @@ class ScoreSummary:
         return self.rows_this_run / self.seconds if self.seconds > 0 else 0.0
 
 
-def prepare(rows: list[Row], mask_token: str | None) -> Chunk:
+def prepare(rows: list[Row]) -> Chunk:
+    """Set aside rows the reader could not give a text for; everything about the text itself (e.g. "has a
+    mask") is decided by ``ClinicalBert.prepare``."""
     chunk = Chunk(rows, [], [], [])
     for i, row in enumerate(rows):
         if row.error is not None or row.text is None:
             chunk.failures.append((i, row.error or "missing text"))
         elif not row.text.strip():
             chunk.failures.append((i, "empty text"))
-        elif mask_token is not None and mask_token not in row.text:
-            chunk.failures.append((i, f"text has no {mask_token} token"))
         else:
             chunk.texts.append(row.text)
             chunk.positions.append(i)
     return chunk
 
 
-def windows_of(rows: Iterator[Row], size: int, mask_token: str | None) -> Iterator[Chunk]:
+def windows_of(rows: Iterator[Row], size: int) -> Iterator[Chunk]:
     batch: list[Row] = []
     for row in rows:
         batch.append(row)
         if len(batch) == size:
-            yield prepare(batch, mask_token)
+            yield prepare(batch)
             batch = []
     if batch:
-        yield prepare(batch, mask_token)
+        yield prepare(batch)
 
 
 def _check_outputs(options: ScoreOptions, work: WorkDir) -> bool:
@@ -115,9 +115,9 @@ def _check_task(options: ScoreOptions, bundle: Bundle) -> None:
         from ..fillmask import resolve_targets
 
         tokenizer = Tokenizer.from_file(str(bundle.path / bundle.tokenizer.file))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the scoring calls warn once about sub-token targets
-            resolve_targets(tokenizer, list(options.targets))
+        _, notes = resolve_targets(tokenizer, list(options.targets))
+        for note in notes:  # once per run (the scoring calls themselves do not warn)
+            warnings.warn(note, UserWarning, stacklevel=3)
     if options.out_format == "parquet":
         require("pyarrow", "score")
 
@@ -203,9 +203,8 @@ class _Job:
             start_rows=self.rows_done,
             start_bytes=max(self.offset, 0),
         )
-        mask = self.bundle.tokenizer.mask_token if options.task == "fill-mask" else None
         capacity = int(scorer.info["max_length"]) - 2
-        chunks = windows_of(self.reader.rows(self.rows_done, self.offset), options.window_rows, mask)
+        chunks = windows_of(self.reader.rows(self.rows_done, self.offset), options.window_rows)
         try:
             for chunk, scored in scorer.imap(spec, chunks, progress.advance):
                 failures = sorted(chunk.failures + [(chunk.positions[p], why) for p, why in scored.failed])
@@ -271,10 +270,13 @@ def run_score(options: ScoreOptions, *, stderr: TextIO | None = None) -> ScoreSu
     resuming = _check_outputs(options, work)
     bundle = open_bundle(options.bundle)
     _check_task(options, bundle)
-    spec = TaskSpec(options.task, options.pooling, options.normalize, options.long_text, options.top_k, options.targets)
-    scorer = make_scorer(LoadSpec(options.bundle, options.device, options.variant, options.verify, 0), options.workers)
+    spec = TaskSpec(options.task, options.task_options())
+    scorer: Any = None
     interrupted = True
     try:
+        scorer = make_scorer(
+            LoadSpec(options.bundle, options.device, options.variant, options.verify, 0), options.workers
+        )
         identity = {
             "input": reader.fingerprint(),
             "options": options.result_options(),
@@ -291,7 +293,8 @@ def run_score(options: ScoreOptions, *, stderr: TextIO | None = None) -> ScoreSu
         job.finish()
         interrupted = False
     finally:
-        scorer.close(cancel=interrupted)
+        if scorer is not None:
+            scorer.close(cancel=interrupted)
     seconds = time.monotonic() - started
     stats = job.stats
     summary = ScoreSummary(

@@ -119,14 +119,22 @@ def worker_threads(workers: int) -> int:
 
 
 class PoolScorer:
+    """N spawned worker processes. If the workers cannot load the model, the constructor stops them before it
+    raises, so no process outlives a failed start."""
+
     def __init__(self, load: LoadSpec, workers: int) -> None:
         import multiprocessing
 
         self.workers = workers
+        self._before = set(multiprocessing.active_children())
         self.pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init, initargs=(load,)
         )
-        self.info: dict[str, Any] = self._result(self.pool.submit(_describe))
+        try:
+            self.info: dict[str, Any] = self._result(self.pool.submit(_describe))
+        except BaseException:
+            self.close(cancel=True)
+            raise
 
     def _result(self, future: Future[Any]) -> Any:
         try:
@@ -163,7 +171,11 @@ class PoolScorer:
         if not cancel:
             self.pool.shutdown(wait=True)
             return
-        processes = list(getattr(self.pool, "_processes", {}).values())  # no public way to stop running tasks
+        import multiprocessing
+
+        # the pool's own workers: the children started since it was made (there is no public way to stop a
+        # running task, so they are terminated)
+        processes = [p for p in multiprocessing.active_children() if p not in self._before]
         self.pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.terminate()

@@ -6,10 +6,10 @@ Needs the ``[serve]`` extra (FastAPI, uvicorn, prometheus-client); importing thi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import ServeConfig
+from .server import serve  # stdlib-only at import time: uvicorn is imported when it runs
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -27,18 +27,3 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
     from .app import create_app as build
 
     return build(model, config)
-
-
-def serve(
-    bundle: str | Path,
-    config: ServeConfig,
-    *,
-    device: str = "auto",
-    variant: str | None = None,
-    verify: bool = True,
-    threads: int = 0,
-) -> int:
-    """Load ``bundle`` and serve it until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
-    from .server import serve as run
-
-    return run(bundle, config, device=device, variant=variant, verify=verify, threads=threads)

@@ -25,12 +25,13 @@ from starlette.requests import Request
 
 from .. import __version__
 from ..errors import ClinBertError, InputError
-from ..model import ClinicalBert, EmbedResult
+from ..model import ClinicalBert
+from ..tasks import EmbedOptions, EmbedResult, MaskOptions, Prepared, check_top_k
 from . import schemas as s
-from .batcher import Batcher, EmbedTask, MaskTask, Task
+from .batcher import Batcher
 from .config import ServeConfig
 from .errors import ApiError, QueueFullError, error_body, from_clinbert, validation_message
-from .inputs import prepare
+from .inputs import INLINE_TOKENIZE_CHARS, check_request_texts
 from .metrics import Metrics
 from .middleware import OPEN_PATHS, Guard, Observe
 
@@ -38,12 +39,6 @@ log = logging.getLogger("clinbert_onnx.serve")
 #: Responses with more floats than this are serialized on a worker thread, row by row.
 INLINE_FLOATS = 16384
 HTTP_CODES = {401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-
-
-def served_name(model: ClinicalBert) -> str:
-    """The hub id the bundle was exported from, else the bundle folder's name (never a local path)."""
-    source = model.bundle.manifest.get("source", {}).get("model_id")
-    return str(source) if source else model.bundle.path.name
 
 
 class Runtime:
@@ -62,12 +57,16 @@ class Runtime:
             max_queue=config.max_queue,
         )
         self.ready = False
-        self.name = config.served_model_name or served_name(model)
+        self.name = config.served_model_name or model.name
 
-    async def run(self, task: Task, raw: str | list[str], long_text: str) -> tuple[Any, list[int]]:
-        prepared = await prepare(self.model, raw, self.config, long_text)
-        result = await self.batcher.submit(task, prepared.texts, prepared.tokens)
-        return result, prepared.tokens
+    async def run(self, task: str, options: Any, raw: str | list[str]) -> tuple[Any, Prepared]:
+        """Check the request's limits, prepare it (off the event loop when large), queue its windows."""
+        texts = check_request_texts(raw, self.config, options.long_text)
+        if sum(len(t) for t in texts if isinstance(t, str)) <= INLINE_TOKENIZE_CHARS:
+            prepared = self.model.prepare(texts, task, options)
+        else:
+            prepared = await asyncio.to_thread(self.model.prepare, texts, task, options)
+        return await self.batcher.submit(prepared), prepared
 
     async def warm_up(self) -> None:
         """A few inferences through the real path (short and window-long texts) before /ready says yes."""
@@ -75,10 +74,12 @@ class Runtime:
             if self.config.warmup:
                 long = " ".join(["patient"] * (self.model.max_length - 8))
                 for texts in (["patient stable"], [long, "patient stable"]):
-                    await self.run(EmbedTask(), texts, "truncate")
+                    await self.run("embed", EmbedOptions(long_text="truncate"), texts)
                 if self.model.has_mlm_head:
                     mask = self.model.bundle.tokenizer.mask_token
-                    await self.run(MaskTask(top_k=1), f"the patient has {mask} pain.", "truncate")
+                    await self.run(
+                        "fill-mask", MaskOptions(top_k=1, long_text="truncate"), f"the patient has {mask} pain."
+                    )
         except QueueFullError:
             pass  # traffic got there first: the model is evidently loaded and running
         except ClinBertError as exc:
@@ -193,9 +194,10 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
         ``long_text`` says otherwise; ``usage.prompt_tokens`` counts [CLS]/[SEP] and tokens before truncation."""
         if body.dimensions is not None and body.dimensions != model.hidden_size:
             raise InputError(f"dimensions must be {model.hidden_size} for this model (or left out)")
-        result, tokens = await rt.run(EmbedTask(long_text=body.long_text), body.input, body.long_text)
-        floats = len(tokens) * model.hidden_size
-        payload = await render(render_openai, floats, result, rt.name, sum(tokens), body.encoding_format)
+        result, prepared = await rt.run("embed", EmbedOptions(long_text=body.long_text), body.input)
+        floats = len(prepared.kept) * model.hidden_size
+        prompt_tokens = sum(n + 2 for n in prepared.tokens)  # with [CLS]/[SEP], before truncation
+        payload = await render(render_openai, floats, result, rt.name, prompt_tokens, body.encoding_format)
         return Response(payload, media_type=json_type)
 
     @app.post("/embed", response_model=list[list[float]], responses=errors, tags=["TEI"])
@@ -204,27 +206,24 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
         422 text_too_long for texts longer than the window. ``POST /`` is the same (as in TEI)."""
         truncate = option(body, "truncate")
         long_text = body.long_text or ("truncate" if truncate else "error")
-        task = EmbedTask(normalize=option(body, "normalize"), long_text=long_text)
-        result, tokens = await rt.run(task, body.inputs, long_text)
-        payload = await render(render_tei, len(tokens) * model.hidden_size, result)
+        options = EmbedOptions(normalize=option(body, "normalize"), long_text=long_text)
+        result, prepared = await rt.run("embed", options, body.inputs)
+        payload = await render(render_tei, len(prepared.kept) * model.hidden_size, result)
         return Response(payload, media_type=json_type)
 
     @app.post("/fill-mask", response_model=s.FillMaskResponse, responses=errors, tags=["Fill-mask"])
     async def fill_mask(body: s.FillMaskRequest) -> Response:
         """Predictions shaped like ``ClinicalBert.fill_mask`` (and transformers' pipeline): for a string, a list of
         {score, token, token_str, sequence} (a list per mask if several); for a list, one such result per text."""
-        if not model.has_mlm_head:
-            raise ApiError(422, "no_mlm_head", "this bundle serves embeddings only (no masked-LM head)")
-        top_k, targets = option(body, "top_k"), option(body, "targets")
-        if top_k > cfg.max_top_k:
-            raise InputError(f"top_k must be at most {cfg.max_top_k}")
+        top_k = check_top_k(option(body, "top_k"), limit=cfg.max_top_k)
+        targets = option(body, "targets")
         targets = [targets] if isinstance(targets, str) else targets
         if targets is not None and not 1 <= len(targets) <= cfg.max_targets:
             raise InputError(f"targets must list between 1 and {cfg.max_targets} words")
         if targets is not None and any(not t.strip() or len(t) > 100 for t in targets):
             raise InputError("each target must be a non-empty word of at most 100 characters")
-        task = MaskTask(top_k, tuple(targets) if targets is not None else None, body.long_text)
-        result, _ = await rt.run(task, body.inputs, body.long_text)
+        options = MaskOptions(top_k, tuple(targets) if targets is not None else None, body.long_text)
+        result, _ = await rt.run("fill-mask", options, body.inputs)
         predictions = result.predictions[0] if isinstance(body.inputs, str) else result.predictions
         return Response(json.dumps(predictions, ensure_ascii=False).encode(), media_type=json_type)
 

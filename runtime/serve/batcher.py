@@ -1,14 +1,15 @@
-"""Dynamic batching: concurrent requests are merged into token-budget inference calls.
+"""Dynamic batching: the prepared windows of concurrent requests are merged into one run of the model.
 
-Requests queue as *jobs* (their texts, token counts and task options). One collector coroutine takes the
-oldest job and every queued job with the same task options, in arrival order, up to ``max_batch_tokens``.
-When the batcher is idle the first job waits up to ``max_wait_ms`` for company; right after a batch it lingers
-briefly (5% of that batch's time, at most ``max_wait_ms``) so the clients it just answered can join the next
-one. The merged texts run on a single inference thread (ONNX Runtime already uses every core for one call),
-as ``encode`` / ``predict_masks`` calls, one per group of similar length (see ``planning``), so the event loop
-stays free for ``/health`` and for queueing the next batch while this one runs. Results are split back per
-job; if a merged call fails on one job's input, each job is re-run alone so every request gets its own result
-or its own error. The queue is bounded in texts: past ``max_queue``, 429 with Retry-After.
+Requests are validated, tokenized and cut into windows by ``ClinicalBert.prepare`` before they are queued (a bad
+input fails its own request there, before anything is merged). Each queued *job* holds one request's prepared
+windows. One collector coroutine takes the oldest job and every queued job whose windows need the same heads,
+in arrival order, up to ``max_batch_tokens`` window tokens. When the batcher is idle the first job waits up to
+``max_wait_ms`` for company; right after a batch it lingers briefly (5% of that batch's time, at most
+``max_wait_ms``) so the clients it just answered can join the next one. The merged windows go to
+``ClinicalBert.run`` once (which plans length-aware batches over all of them) on a single inference thread
+(ONNX Runtime already uses every core for one call), so the event loop stays free for ``/health`` and for
+queueing the next batch; each job's outputs are then finished into its own result. The queue is bounded in
+texts: past ``max_queue``, 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -19,51 +20,40 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..batching import CALL_OVERHEAD_TOKENS
-from ..errors import ClinBertError
-from ..model import ClinicalBert, EmbedResult, FillMaskResult
-from .errors import InferenceFailedError, QueueFullError, ShuttingDownError, log_unexpected
+from ..errors import InferenceFailedError, QueueFullError, ShuttingDownError
+from ..model import ClinicalBert
+from ..tasks import Prepared
+from .errors import log_unexpected
 from .metrics import Metrics
-from .planning import run_grouped, split
 
 log = logging.getLogger("clinbert_onnx.serve")
 #: After a batch, wait for newcomers up to this share of its duration (capped by max_wait).
 LINGER_SHARE = 0.05
 
 
-@dataclass(frozen=True)
-class EmbedTask:
-    pooling: str = "mean"
-    normalize: bool = True
-    long_text: str = "chunk"
-
-
-@dataclass(frozen=True)
-class MaskTask:
-    top_k: int = 5
-    targets: tuple[str, ...] | None = None
-    long_text: str = "chunk"
-
-
-Task = EmbedTask | MaskTask
-
-
 @dataclass(eq=False)
 class Job:
-    task: Task
-    texts: list[str]
-    tokens: list[int]  # per text, incl. [CLS]/[SEP]
+    prepared: Prepared
     future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.monotonic)
-    total: int = 0
 
-    def __post_init__(self) -> None:
-        self.total = sum(self.tokens)
+    @property
+    def key(self) -> frozenset[str]:
+        """Jobs with the same key share inference calls."""
+        return frozenset(w.head for w in self.prepared.windows)
+
+    @property
+    def texts(self) -> int:
+        return len(self.prepared.kept)
+
+    @property
+    def total(self) -> int:
+        """Window tokens (incl. [CLS]/[SEP], after windowing): what the batch budget counts."""
+        return self.prepared.window_tokens
 
 
 class Batcher:
@@ -88,20 +78,22 @@ class Batcher:
         self._rate = 0.0  # texts per second, moving average, for Retry-After
         self._last_end = 0.0  # monotonic time the last batch finished
         self._last_seconds = 0.0  # how long it ran
-        self.call_overhead = CALL_OVERHEAD_TOKENS.get(model.device, CALL_OVERHEAD_TOKENS["cuda"])
+        self._idle: asyncio.Event | None = None  # set while nothing is queued or running
 
     # ------------------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinbert-infer")
         self._collector = asyncio.create_task(self._collect_forever(), name="clinbert-batcher")
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Refuse new jobs, let queued ones finish (up to ``timeout`` s), then stop the collector and thread."""
         self._closing = True
-        deadline = time.monotonic() + timeout
-        while (self._pending or self._busy) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if self._idle is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
         if self._collector is not None:
             self._collector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,8 +102,8 @@ class Batcher:
             if not job.future.done():
                 job.future.set_exception(ShuttingDownError("the server is shutting down"))
         self._pending.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        if self._executor is not None:  # waits for a batch still running after the timeout, off the event loop
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     # ------------------------------------------------------------------------------------------- queueing
     @property
@@ -124,20 +116,21 @@ class Batcher:
             return 1
         return int(min(60, max(1, math.ceil(self._queued_texts / self._rate))))
 
-    async def submit(self, task: Task, texts: Sequence[str], tokens: Sequence[int]) -> Any:
-        """Queue ``texts`` (with their token counts) and wait for their result: an EmbedResult / FillMaskResult
-        of exactly these texts."""
-        if self._closing or self._wake is None:
+    async def submit(self, prepared: Prepared) -> Any:
+        """Queue one request's prepared windows and wait for its result (``ClinicalBert.finish`` of them)."""
+        if self._closing or self._wake is None or self._idle is None:
             raise ShuttingDownError("the server is shutting down")
-        if self._queued_texts and self._queued_texts + len(texts) > self.max_queue:
+        texts = len(prepared.kept)
+        if self._queued_texts and self._queued_texts + texts > self.max_queue:
             raise QueueFullError(
                 f"the inference queue is full ({self._queued_texts} texts waiting); retry later",
                 self.retry_after(),
             )
-        job = Job(task, list(texts), list(tokens), asyncio.get_running_loop().create_future())
+        job = Job(prepared, asyncio.get_running_loop().create_future())
         self._pending.append(job)
-        self._queued_texts += len(job.texts)
+        self._queued_texts += job.texts
         self._gauge()
+        self._idle.clear()
         self._wake.set()
         return await job.future
 
@@ -145,24 +138,24 @@ class Batcher:
         self.metrics.queue_texts.set(self._queued_texts)
         self.metrics.queue_requests.set(len(self._pending))
 
-    def _queued_tokens(self, task: Task) -> int:
-        return sum(j.total for j in self._pending if j.task == task)
+    def _queued_tokens(self, key: frozenset[str]) -> int:
+        return sum(j.total for j in self._pending if j.key == key)
 
-    def _take(self, task: Task) -> list[Job]:
-        """Remove and return the oldest jobs with ``task`` up to the token budget (at least one)."""
+    def _take(self, key: frozenset[str]) -> list[Job]:
+        """Remove and return the oldest jobs with ``key`` up to the token budget (at least one)."""
         taken: list[Job] = []
         kept: deque[Job] = deque()
         total = 0
         full = False
         for job in self._pending:
             if job.future.done():  # cancelled by its client: drop it
-                self._queued_texts -= len(job.texts)
-            elif job.task == task and not full and (not taken or total + job.total <= self.max_batch_tokens):
+                self._queued_texts -= job.texts
+            elif job.key == key and not full and (not taken or total + job.total <= self.max_batch_tokens):
                 taken.append(job)
                 total += job.total
-                self._queued_texts -= len(job.texts)
+                self._queued_texts -= job.texts
             else:
-                full = full or job.task == task
+                full = full or job.key == key
                 kept.append(job)
         self._pending = kept
         self._gauge()
@@ -170,11 +163,12 @@ class Batcher:
 
     # ------------------------------------------------------------------------------------------- collector
     async def _collect_forever(self) -> None:
-        wake, executor = self._wake, self._executor
-        if wake is None or executor is None:
+        wake, executor, idle = self._wake, self._executor, self._idle
+        if wake is None or executor is None or idle is None:
             raise RuntimeError("Batcher.start() was not called")
         while True:
             while not self._pending:
+                idle.set()
                 wake.clear()
                 await wake.wait()
             try:
@@ -196,7 +190,7 @@ class Batcher:
         # it, steady load splits into groups that alternate batches of half the size.
         linger = min(self.max_wait, LINGER_SHARE * self._last_seconds)
         deadline = max(first.enqueued + self.max_wait, self._last_end + linger)
-        while self._queued_tokens(first.task) < self.max_batch_tokens:
+        while self._queued_tokens(first.key) < self.max_batch_tokens:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -205,7 +199,7 @@ class Batcher:
                 await asyncio.wait_for(wake.wait(), remaining)
             except asyncio.TimeoutError:
                 break
-        jobs = self._take(first.task)
+        jobs = self._take(first.key)
         if not jobs:
             return
         started = time.monotonic()
@@ -215,8 +209,8 @@ class Batcher:
             for job in jobs:
                 self.metrics.queue_wait.observe(started - job.enqueued)
             loop = asyncio.get_running_loop()
-            outcomes = await loop.run_in_executor(executor, self._infer, first.task, jobs)
-            self._record(first.task, jobs, time.monotonic() - started)
+            outcomes = await loop.run_in_executor(executor, self._infer, jobs)
+            self._record(jobs, time.monotonic() - started)
         finally:
             self._busy = False
             self._last_end = time.monotonic()
@@ -230,10 +224,10 @@ class Batcher:
                 job.future.set_result(outcome)
         self._running = []
 
-    def _record(self, task: Task, jobs: list[Job], seconds: float) -> None:
-        texts = sum(len(j.texts) for j in jobs)
-        tokens = sum(j.total for j in jobs)
-        name = "embed" if isinstance(task, EmbedTask) else "fill_mask"
+    def _record(self, jobs: list[Job], seconds: float) -> None:
+        texts = sum(j.texts for j in jobs)
+        tokens = sum(n + 2 for j in jobs for n in j.prepared.tokens)
+        name = jobs[0].prepared.task.replace("-", "_")
         m = self.metrics
         m.batch_texts.observe(texts)
         m.batch_requests.observe(len(jobs))
@@ -246,44 +240,24 @@ class Batcher:
             self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
 
     # ------------------------------------------------------------------------------------------- inference
-    def _infer(self, task: Task, jobs: list[Job]) -> list[Any]:
-        """Runs on the inference thread. Returns one result or exception per job."""
-        texts = [t for j in jobs for t in j.texts]
-        tokens = [n for j in jobs for n in j.tokens]
+    def _infer(self, jobs: list[Job]) -> list[Any]:
+        """Runs on the inference thread: one ``run`` over every job's windows, then each job finished on its
+        own outputs. Returns one result or exception per job (inputs were checked by ``prepare``: a failure
+        here is unexpected and logged without its message)."""
+        model = self.model
         try:
-            merged = self._run(task, texts, tokens)
-        except ClinBertError:
-            # someone's input is bad: each job alone, ungrouped, so errors name indices within their request
-            return [self._run_alone(task, j) for j in jobs]
+            outputs = model.run([w for j in jobs for w in j.prepared.windows])
         except Exception as exc:
             log_unexpected(exc)
             return [InferenceFailedError("inference failed") for _ in jobs]
-        return split(merged, [len(j.texts) for j in jobs])
-
-    def _run_alone(self, task: Task, job: Job) -> Any:
-        try:
-            return self._run(task, job.texts, job.tokens, grouped=False)
-        except ClinBertError as exc:
-            return exc
-        except Exception as exc:
-            log_unexpected(exc)
-            return InferenceFailedError("inference failed")
-
-    def _run(
-        self, task: Task, texts: list[str], tokens: list[int], grouped: bool = True
-    ) -> EmbedResult | FillMaskResult:
-        model = self.model
-        if isinstance(task, EmbedTask):
-
-            def run(group: list[str]) -> EmbedResult | FillMaskResult:
-                return model.encode(group, pooling=task.pooling, normalize=task.normalize, long_text=task.long_text)
-        else:
-            targets = list(task.targets) if task.targets is not None else None
-
-            def run(group: list[str]) -> EmbedResult | FillMaskResult:
-                return model.predict_masks(group, top_k=task.top_k, targets=targets, long_text=task.long_text)
-
-        if not grouped:
-            return run(texts)
-        lengths = [min(n, model.max_length) for n in tokens]
-        return run_grouped(run, texts, lengths, self.call_overhead, model.max_batch)
+        results: list[Any] = []
+        start = 0
+        for job in jobs:
+            end = start + len(job.prepared.windows)
+            try:
+                results.append(model.finish(job.prepared, outputs[start:end]))
+            except Exception as exc:
+                log_unexpected(exc)
+                results.append(InferenceFailedError("inference failed"))
+            start = end
+        return results

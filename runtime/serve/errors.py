@@ -12,7 +12,14 @@ import logging
 import traceback
 from typing import Any
 
-from ..errors import ClinBertError, InputError
+from ..errors import (  # re-exported: the server's errors are part of the one hierarchy
+    ClinBertError,
+    InferenceFailedError,
+    InputTooLongError,
+    QueueFullError,
+    ShuttingDownError,
+    TooManyInputsError,
+)
 
 log = logging.getLogger("clinbert_onnx.serve")
 
@@ -28,11 +35,23 @@ TYPES = {
     429: "rate_limit_error",
     503: "service_unavailable",
 }
+__all__ = [
+    "ApiError",
+    "InferenceFailedError",
+    "InputTooLongError",
+    "QueueFullError",
+    "ShuttingDownError",
+    "TooManyInputsError",
+    "error_body",
+    "from_clinbert",
+]
 GENERIC_500 = "internal server error; the request was not processed (details are in the server log)"
 
 
 class ApiError(Exception):
-    """An error answered as-is: status, machine-readable code, message (no request text), extra headers."""
+    """An HTTP-level failure that is not a library error (404, 401, a body FastAPI could not parse...), answered
+    as-is: status, machine-readable code, message (no request text), extra headers. Library errors
+    (``ClinBertError``) are mapped by :func:`from_clinbert`, from their own fields."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -60,8 +79,7 @@ def from_clinbert(exc: ClinBertError) -> ApiError:
     if status == 500:
         log.error("%s: %s", type(exc).__name__, exc)  # library messages never quote input text
         return ApiError(500, "internal_error", GENERIC_500)
-    retry_after = getattr(exc, "retry_after", None)
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFullError) else None
     return ApiError(status, exc.code, str(exc), headers)
 
 
@@ -96,38 +114,3 @@ def log_unexpected(exc: BaseException) -> None:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
     log.error("unexpected %s%s (message withheld: it may contain request text)", type(exc).__name__, where)
-
-
-class TooManyInputsError(InputError):
-    """More texts in one request than ``max_inputs``."""
-
-    http_status = 413
-    code = "too_many_inputs"
-
-
-class InputTooLongError(InputError):
-    """A text longer than ``max_chars`` characters (without truncation)."""
-
-    code = "input_too_long"
-
-
-class QueueFullError(ClinBertError):
-    """The inference queue is full; ``retry_after`` seconds is a fair time to wait."""
-
-    http_status = 429
-    code = "queue_full"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ShuttingDownError(ClinBertError):
-    http_status = 503
-    code = "shutting_down"
-
-
-class InferenceFailedError(ClinBertError):
-    """Inference raised something unexpected (already logged without its message)."""
-
-    code = "internal_error"

@@ -14,7 +14,8 @@ import signal
 import socket
 import sys
 import threading
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,16 +27,32 @@ log = logging.getLogger("clinbert_onnx.serve")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(level: str) -> None:
-    """Our own handler for the server's loggers (access log and errors), at ``level``."""
+@contextmanager
+def process_settings(level: str) -> Iterator[None]:
+    """What serving changes in the process, undone on exit (``serve`` is a library function too):
+
+    - our own handler for the server's loggers (access log and errors) at ``level``, not propagated to root;
+    - ``TOKENIZERS_PARALLELISM=false`` unless set: the event loop needs the cores between batches, and requests
+      are tokenized one by one as they arrive (rayon's idle threads would spin).
+    """
     logger = logging.getLogger("clinbert_onnx.serve")
+    saved = (logger.level, logger.propagate, os.environ.get("TOKENIZERS_PARALLELISM"))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.setLevel(level.upper())
-    if not any(getattr(h, "_clinbert_serve", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler._clinbert_serve = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    logger.addHandler(handler)
     logger.propagate = False
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        if saved[2] is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved[2]
 
 
 def serve(
@@ -47,25 +64,29 @@ def serve(
     verify: bool = True,
     threads: int = 0,
 ) -> int:
+    """Load ``bundle`` and serve it until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
+    Process-wide settings it makes (logging, ``TOKENIZERS_PARALLELISM``) are undone when it returns."""
     for module in ("fastapi", "uvicorn", "prometheus_client"):
         require(module, "serve")
+    with process_settings(config.log_level):
+        return _serve(bundle, config, device=device, variant=variant, verify=verify, threads=threads)
+
+
+def _serve(
+    bundle: str | Path, config: ServeConfig, *, device: str, variant: str | None, verify: bool, threads: int
+) -> int:
     from ..model import ClinicalBert
-    from ..session import SessionConfig
+    from ..session import PRESETS
     from . import create_app
 
-    configure_logging(config.log_level)
     if not config.is_loopback and not config.api_key:
         log.warning(
             "listening on %s without an API key: anyone who can reach this port can use the model "
             "(set CLINBERT_API_KEY or --api-key)",
             config.host,
         )
-    # The event loop needs the cores between batches: no spin-waiting ONNX Runtime threads, and no tokenizer
-    # thread pool (requests are tokenized one by one as they arrive; rayon's idle threads would spin too).
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # fill-mask's "target N is not a single vocabulary token; replacing it with ..." quotes a piece of the request
-    warnings.filterwarnings("ignore", message=r"target \d+ ", category=UserWarning)
-    session_config = SessionConfig(intra_op_threads=threads, spin=False)
+    # The event loop needs the cores between batches: no spin-waiting ONNX Runtime threads.
+    session_config = PRESETS["throughput"].with_(intra_op_threads=threads)
     model = ClinicalBert.load(bundle, device=device, variant=variant, verify=verify, session_config=session_config)
     log.info("loaded %s (variant %s on %s)", model.bundle.model_id, model.variant, model.device)
     return run(create_app(model, config), config)
