@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from clinbert_onnx.bundle import open_bundle
+from clinbert_onnx.schema import MANIFEST
 from engines import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +40,7 @@ def checkpoint(name: str, cache: Path, reuse: Path | None) -> Path:
 
 def bundle(name: str, ckpt: Path, cache: Path, reuse: Path | None) -> Path:
     for folder in ([reuse / name] if reuse else []) + [cache / f"{name}-bundle"]:
-        if (folder / "manifest.json").is_file():
+        if (folder / MANIFEST).is_file():
             return folder
     from clinbert_onnx.export import ExportOptions, export_bundle
 
@@ -56,12 +58,11 @@ def spec(name: str, cache: Path, reuse: Path | None = None, log=print) -> ModelS
     if time.perf_counter() - started > 1:
         log(f"built {name}: checkpoint {ckpt}, bundle {path} ({time.perf_counter() - started:.0f} s)")
     cfg = json.loads((ckpt / "config.json").read_text())
-    manifest = json.loads((path / "manifest.json").read_text())
     return ModelSpec(
         name=name,
         checkpoint=ckpt,
         bundle=path,
-        has_mlm=bool(manifest["model"]["has_mlm_head"]),
+        has_mlm=open_bundle(path).has_mlm_head,
         layers=int(cfg["num_hidden_layers"]),
         hidden=int(cfg["hidden_size"]),
         intermediate=int(cfg["intermediate_size"]),

@@ -8,16 +8,28 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from clinbert_onnx.bundle import FORMAT_NAME, FORMAT_VERSION, file_entry, write_manifest
+from clinbert_onnx.bundle import file_entry, write_manifest
 from clinbert_onnx.errors import ExportError
-from clinbert_onnx.quantize import GateThresholds, build_variant, get_recipe
-from clinbert_onnx.quantize.gate import gate_device, probe_sentences, run_gate
+from clinbert_onnx.quantize import GateThresholds, build_variant, gate_quality, get_recipe
+from clinbert_onnx.quantize.gate import gate_device, probe_sentences
 from clinbert_onnx.quantize.onnx_io import save_model
+from clinbert_onnx.schema import (
+    CONFIG_FILE,
+    FEATURE_EXTRACTION,
+    FILL_MASK,
+    MANIFEST,
+    TASKS,
+    GraphInfo,
+    Manifest,
+    ModelInfo,
+    SourceInfo,
+    VariantInfo,
+)
 
 from . import checkpoint, graph, tokenizer
 from .validate import check_parity
@@ -130,10 +142,11 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
     )
     started = time.perf_counter()
     tok = tokenizer.prepare(ckpt.path, int(cfg.get("max_position_embeddings", 512)), options.lowercase)
-    (staging / "tokenizer.json").write_text(tok.json_text, encoding="utf-8")
-    shutil.copyfile(ckpt.path / "config.json", staging / "config.json")
-    if ckpt.has_mlm_head and tok.special_ids["mask_token_id"] < 0:
+    (staging / tok.info.file).write_text(tok.json_text, encoding="utf-8")
+    shutil.copyfile(ckpt.path / CONFIG_FILE, staging / CONFIG_FILE)
+    if ckpt.has_mlm_head and tok.info.mask_token_id < 0:
         raise ExportError(f"{ckpt.path} has a masked-LM head but its tokenizer has no mask token")
+    task = TASKS[FILL_MASK if ckpt.has_mlm_head else FEATURE_EXTRACTION]
 
     log.info("loading %s (%s)", ckpt.model_id or ckpt.path, "safetensors" if ckpt.safetensors else "pickle")
     model = checkpoint.load_torch_model(ckpt)
@@ -155,84 +168,72 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
     parity = check_parity(
         model,
         fp32_path,
-        staging / "tokenizer.json",
+        staging / tok.info.file,
         probe_sentences(),
-        tok.special_ids,
-        tok.max_length,
+        tok.info,
         ckpt.has_mlm_head,
         options.parity_tolerance,
     )
     del model
-    variants: dict[str, Any] = {
-        "fp32": {
-            "file": fp32_path.name,
-            "data": fp32_data,
-            "precision": "fp32",
-            "devices": ["cpu", "cuda"],
-            "fused_ops": encoder_counts,
-            "recipe": None,
-            "parity": parity,
-        },
-    }
-    manifest: dict[str, Any] = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": {
-            "model_id": ckpt.model_id,
-            "revision": ckpt.revision,
-            "local_path": None if ckpt.model_id else str(ckpt.path.resolve()),
-            "weights_format": "safetensors" if ckpt.safetensors else "pytorch-pickle (weights_only)",
-            "weights_sha256": ckpt.weights_sha256(),
-        },
-        "versions": _versions(),
-        "opset": OPSET,
-        "model": {
-            "architecture": "BertForMaskedLM" if ckpt.has_mlm_head else "BertModel",
-            "hidden_size": hidden,
-            "num_layers": layers,
-            "num_heads": heads,
-            "vocab_size": int(cfg["vocab_size"]),
-            "max_position_embeddings": int(cfg.get("max_position_embeddings", 512)),
-            "has_mlm_head": ckpt.has_mlm_head,
-            "decoder_tied_to_embeddings": tied,
-        },
-        "tokenizer": {
-            "file": "tokenizer.json",
-            "lowercase": tok.lowercase,
-            "lowercase_source": tok.lowercase_source,
-            "vocab_uppercase_share": tok.vocab_uppercase_share,
-            "max_length": tok.max_length,
-            **tok.special_ids,
-            "mask_token": tok.mask_token,
-        },
-        "graph": {
-            "inputs": ["input_ids", "attention_mask", "token_type_ids"]
-            + (["mask_positions"] if ckpt.has_mlm_head else []),
-            "outputs": ["last_hidden_state", "mean_pooled"] + (["mask_logits"] if ckpt.has_mlm_head else []),
-            "mask_positions": "int64 [num_masks]: flat indices row * padded_length + position",
-        },
-        "variants": variants,
-        "files": {},
-    }
+    fp32 = VariantInfo(
+        name="fp32",
+        file=fp32_path.name,
+        data=fp32_data,
+        precision="fp32",
+        devices=("cpu", "cuda"),
+        fused_ops=encoder_counts,
+        recipe=None,
+        parity=parity,
+    )
+    manifest = Manifest(
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        task=task.name,
+        source=SourceInfo(
+            model_id=ckpt.model_id,
+            revision=ckpt.revision,
+            local_path=None if ckpt.model_id else str(ckpt.path.resolve()),
+            weights_format="safetensors" if ckpt.safetensors else "pytorch-pickle (weights_only)",
+            weights_sha256=ckpt.weights_sha256(),
+        ),
+        versions=_versions(),
+        opset=OPSET,
+        model=ModelInfo(
+            architecture=task.architecture,
+            hidden_size=hidden,
+            num_layers=layers,
+            num_heads=heads,
+            vocab_size=int(cfg["vocab_size"]),
+            max_position_embeddings=int(cfg.get("max_position_embeddings", 512)),
+            has_mlm_head=ckpt.has_mlm_head,
+            decoder_tied_to_embeddings=tied,
+        ),
+        tokenizer=tok.info,
+        graph=GraphInfo.for_task(task.name),
+        variants={fp32.name: fp32},
+        files={},
+    )
 
-    def refresh_files() -> None:
-        manifest["files"] = {
-            p.name: file_entry(p)
-            for p in sorted(staging.iterdir())
-            if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")
-        }
-        write_manifest(staging, manifest)
+    def with_files(m: Manifest) -> Manifest:
+        """``m`` with every file in the staging folder listed, written to disk."""
+        listed = m.with_files(
+            {
+                p.name: file_entry(p)
+                for p in sorted(staging.iterdir())
+                if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+            }
+        )
+        write_manifest(staging, listed)
+        return listed
 
     for name in options.variants:
         if name == "fp32":
             continue
         recipe = get_recipe(options.int8_recipe if name == "int8" else name)
         log.info("building %s (%s)", name, recipe.name)
-        variants[name] = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe)
-        refresh_files()
-        device = gate_device(recipe)
-        log.info("accuracy gate: %s vs fp32 on the probe set (%s)", name, device)
-        variants[name]["quality"] = run_gate(staging, name, options.thresholds, options.allow_degraded, device)
-    refresh_files()
+        variant = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe, name)
+        manifest = with_files(manifest.with_variant(variant))
+        log.info("accuracy gate: %s vs fp32 on the probe set (%s)", name, gate_device(recipe))
+        quality = gate_quality(staging, name, recipe, options.thresholds, options.allow_degraded)
+        manifest = manifest.with_variant(replace(variant, quality=quality))
+    with_files(manifest)
     log.info("bundle written in %.0f s", time.perf_counter() - started)

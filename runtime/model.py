@@ -18,13 +18,14 @@ from .batching import CALL_OVERHEAD_TOKENS, plan_batches
 from .bundle import Bundle, VariantInfo, open_bundle
 from .errors import BundleError, InputError, NoMaskHeadError
 from .pooling import POOLINGS, combine_windows, l2_normalize, pool
+from .schema import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
+from .schema import LAST_HIDDEN_STATE as HIDDEN_OUTPUT
+from .schema import MASK_LOGITS as LOGITS_OUTPUT
+from .schema import MASK_POSITIONS as MASK_INPUT
+from .schema import MEAN_POOLED as POOLED_OUTPUT
 from .session import SessionConfig, create_session
 from .windows import Window, check_long_text, check_texts, embed_windows, mask_windows
 
-HIDDEN_OUTPUT = "last_hidden_state"
-LOGITS_OUTPUT = "mask_logits"
-MASK_INPUT = "mask_positions"
-POOLED_OUTPUT = "mean_pooled"
 DEFAULT_OVERLAP = 64
 #: Padded tokens per batch and rows per batch, by device. On CPU, small batches are both faster and smaller
 #: (BERT-base int8, 64 × 122-token texts, `embed`: 1024 tokens → 28 seq/s at 234 MB peak RSS; 8192 → 23 seq/s
@@ -126,16 +127,16 @@ class ClinicalBert:
         return self.bundle.has_mlm_head
 
     def info(self) -> dict[str, Any]:
-        m = self.bundle.manifest
+        quality = self.bundle.variants[self.variant].quality
         return {
             "model_id": self.bundle.model_id,
-            "revision": m.get("source", {}).get("revision"),
+            "revision": self.bundle.manifest.source.revision,
             "variant": self.variant,
             "device": self.device,
             "hidden_size": self.hidden_size,
             "max_length": self.max_length,
             "fill_mask": self.has_mlm_head,
-            "quality": self.bundle.variants[self.variant].raw.get("quality"),
+            "quality": quality.to_dict() if quality else None,
         }
 
     # ----------------------------------------------------------------------------------------------- stage 1
@@ -156,9 +157,9 @@ class ClinicalBert:
         for i, r in enumerate(rows):
             ids[i, : len(r)] = r
             attention[i, : len(r)] = 1
-        feed: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": attention}
-        if "token_type_ids" in self._inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
+        feed: dict[str, np.ndarray] = {INPUT_IDS: ids, ATTENTION_MASK: attention}
+        if TOKEN_TYPE_IDS in self._inputs:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
         if MASK_INPUT in self._inputs:
             feed[MASK_INPUT] = np.zeros(0, dtype=np.int64)
         return feed
@@ -186,7 +187,7 @@ class ClinicalBert:
                 (out[batch],) = self._run([POOLED_OUTPUT], feed)
             else:
                 (hidden,) = self._run([HIDDEN_OUTPUT], feed)
-                out[batch] = pool(hidden, feed["attention_mask"], pooling)
+                out[batch] = pool(hidden, feed[ATTENTION_MASK], pooling)
         return out
 
     def run_masks(self, windows: list[Window]) -> list[np.ndarray]:
@@ -194,7 +195,7 @@ class ClinicalBert:
         results: list[np.ndarray] = [np.empty(0)] * len(windows)
         for batch in plan_batches([len(w.ids) for w in windows], self.token_budget, self.max_batch, self.call_overhead):
             feed = self._feed([windows[i].ids for i in batch])
-            width = feed["input_ids"].shape[1]
+            width = feed[INPUT_IDS].shape[1]
             flat = [row * width + p for row, i in enumerate(batch) for p in windows[i].masks]
             feed[MASK_INPUT] = np.asarray(flat, dtype=np.int64)
             (logits,) = self._run([LOGITS_OUTPUT], feed)

@@ -42,7 +42,7 @@ HTTP_CODES = {401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed
 
 def served_name(model: ClinicalBert) -> str:
     """The hub id the bundle was exported from, else the bundle folder's name (never a local path)."""
-    source = model.bundle.manifest.get("source", {}).get("model_id")
+    source = model.bundle.manifest.source.model_id
     return str(source) if source else model.bundle.path.name
 
 
