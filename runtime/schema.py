@@ -299,6 +299,10 @@ class Parity(_Record):
     max_abs_diff_mask_logits: float | None = field(default=None, metadata=_OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def figures(self) -> dict[str, float]:
+        """The measured differences by key (the tolerance left out)."""
+        return {k: v for k, v in self.to_dict().items() if k.startswith("max_abs_diff") and v is not None}
+
 
 @dataclass(frozen=True)
 class Quality(_Record):

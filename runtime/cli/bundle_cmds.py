@@ -156,8 +156,7 @@ def _print_info(path: Path) -> None:
         )
         print("    ops: " + ", ".join(f"{k} {n}" for k, n in v.fused_ops.items()))
         if v.parity:
-            diffs = {"hidden": v.parity.max_abs_diff_hidden, "mask_logits": v.parity.max_abs_diff_mask_logits}
-            print("    parity vs PyTorch: " + ", ".join(f"{k} {d:.2e}" for k, d in diffs.items() if d is not None))
+            print("    parity vs PyTorch: " + ", ".join(f"{k} {d:.2e}" for k, d in v.parity.figures().items()))
         _print_quality(v.quality)
 
 
