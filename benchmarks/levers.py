@@ -16,6 +16,8 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +102,9 @@ def speed(
         feed = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids), TOKEN_TYPE_IDS: np.zeros_like(ids)}
         if MASK_POSITIONS in names:
             feed[MASK_POSITIONS] = np.zeros(0, dtype=np.int64)
-        calls = {n: (lambda s=s, f=feed: s.run([LAST_HIDDEN_STATE], f)) for n, s in sessions.items()}
+        calls: dict[str, Callable[[], object]] = {
+            n: partial(s.run, [LAST_HIDDEN_STATE], feed) for n, s in sessions.items()
+        }
         gop = bert_gops(spec.layers, spec.hidden, spec.intermediate, 128, batch)
         for n, samples in interleave(calls, rounds, reps).items():
             med = statistics.median(samples)

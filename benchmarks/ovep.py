@@ -42,7 +42,7 @@ def build(bundle: Path, out: Path) -> None:
         main_export(source, output=raw, task="feature-extraction", opset=18, do_validation=False)
     tokens = Tokens(bundle)
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.items = iter(tokens.batch([s]) for s in sentences()[:64])
 
@@ -98,7 +98,11 @@ def time_all(bundle: Path, out: Path, rounds: int) -> None:
         feeds = {}
         for name, s in sessions.items():
             names = {i.name for i in s.get_inputs()}
-            f = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids), TOKEN_TYPE_IDS: np.zeros_like(ids)}
+            f: dict[str, np.ndarray] = {
+                INPUT_IDS: ids,
+                ATTENTION_MASK: np.ones_like(ids),
+                TOKEN_TYPE_IDS: np.zeros_like(ids),
+            }
             if MASK_POSITIONS in names:
                 f[MASK_POSITIONS] = np.zeros(0, dtype=np.int64)
             feeds[name] = {k: v for k, v in f.items() if k in names}

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = (args.out / "cache").resolve()
     started = time.perf_counter()
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in DISTS:
         try:
             versions[dist] = metadata.version(dist)

@@ -56,7 +56,8 @@ def load_model(args: argparse.Namespace) -> Any:
 def in_process(model: Any, texts: list[str], batch: int, seconds: float, grouped: bool) -> float:
     """Texts/s of ``model.encode`` on consecutive slices of ``batch`` texts, for about ``seconds``; ``grouped``:
     each slice split into groups of similar length first, as the server does with the batches it merges."""
-    from clinbert_onnx.serve.planning import CALL_OVERHEAD_TOKENS, run_grouped
+    from clinbert_onnx.batching import CALL_OVERHEAD_TOKENS
+    from clinbert_onnx.serve.planning import run_grouped
 
     done, start, i = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = ("bert-base", "minilm", "tiny")
 
 
-def _builders():  # type: ignore[no-untyped-def]
+def _builders():
     sys.path.insert(0, str(REPO / "tests"))
     import builders
 
@@ -47,7 +47,7 @@ def bundle(name: str, ckpt: Path, cache: Path, reuse: Path | None) -> Path:
     return export_bundle(ExportOptions(model=str(ckpt), out=cache / f"{name}-bundle", allow_degraded=True, force=True))
 
 
-def spec(name: str, cache: Path, reuse: Path | None = None, log=print) -> ModelSpec:  # type: ignore[no-untyped-def]
+def spec(name: str, cache: Path, reuse: Path | None = None, log=print) -> ModelSpec:
     """The model's spec; builds its checkpoint and our bundle (fp32 + int8) when absent."""
     if name not in MODELS:
         raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
