@@ -32,6 +32,7 @@ from clinbert_onnx.schema import (
 )
 
 from . import checkpoint, graph, tokenizer
+from .progress import Steps, quiet_libraries, stream_for
 from .validate import check_parity
 
 log = logging.getLogger("clinbert_onnx.export")
@@ -54,6 +55,8 @@ class ExportOptions:
     thresholds: GateThresholds = field(default_factory=GateThresholds)
     allow_degraded: bool = False
     parity_tolerance: float = 1e-4
+    progress: bool = False  # one line per step on stderr (else each step is logged at INFO)
+    verbose: bool = False  # let the libraries' own log records and warnings through
 
 
 def _versions() -> dict[str, str | None]:
@@ -113,8 +116,10 @@ def export_bundle(options: ExportOptions) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     _check_space(ckpt, out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    steps = Steps(4 + 2 * len([v for v in options.variants if v != "fp32"]), stream_for(options.progress))
     try:
-        _build(ckpt, options, staging)
+        with quiet_libraries(options.verbose):
+            _build(ckpt, options, staging, steps)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)
@@ -130,17 +135,17 @@ def export_bundle(options: ExportOptions) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    steps.finish("export done")
     return out
 
 
-def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -> None:
+def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path, steps: Steps) -> None:
     cfg = ckpt.config
     hidden, heads, layers = (
         int(cfg["hidden_size"]),
         int(cfg["num_attention_heads"]),
         int(cfg["num_hidden_layers"]),
     )
-    started = time.perf_counter()
     tok = tokenizer.prepare(ckpt.path, int(cfg.get("max_position_embeddings", 512)), options.lowercase)
     (staging / tok.info.file).write_text(tok.json_text, encoding="utf-8")
     shutil.copyfile(ckpt.path / CONFIG_FILE, staging / CONFIG_FILE)
@@ -148,32 +153,33 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
         raise ExportError(f"{ckpt.path} has a masked-LM head but its tokenizer has no mask token")
     task = TASKS[FILL_MASK if ckpt.has_mlm_head else FEATURE_EXTRACTION]
 
-    log.info("loading %s (%s)", ckpt.model_id or ckpt.path, "safetensors" if ckpt.safetensors else "pickle")
-    model = checkpoint.load_torch_model(ckpt)
+    weights = "safetensors" if ckpt.safetensors else "pickle"
+    with steps.step(f"load {ckpt.model_id or ckpt.path.name} ({weights}, {task.architecture})"):
+        model = checkpoint.load_torch_model(ckpt)
     scratch = staging / ".raw"
     scratch.mkdir()
-    log.info("exporting with Optimum (opset %d)", OPSET)
-    raw = _optimum_export(model, scratch)
-    log.info("fusing with the ONNX Runtime transformer optimizer")
-    fused = graph.fuse(raw, heads, hidden)
-    encoder_counts = graph.fused_counts(fused)
-    graph.add_mean_pooling(fused)
-    tied = graph.add_mlm_head(fused, graph.head_from_torch(model), hidden) if ckpt.has_mlm_head else None
-    fp32_path = staging / "model.fp32.onnx"
-    fp32_data = save_model(fused, fp32_path)
-    del fused
-    shutil.rmtree(scratch)
+    with steps.step(f"export to ONNX with Optimum (opset {OPSET})"):
+        raw = _optimum_export(model, scratch)
+    with steps.step("fuse with the ONNX Runtime transformer optimizer, add pooling and head"):
+        fused = graph.fuse(raw, heads, hidden)
+        encoder_counts = graph.fused_counts(fused)
+        graph.add_mean_pooling(fused)
+        tied = graph.add_mlm_head(fused, graph.head_from_torch(model), hidden) if ckpt.has_mlm_head else None
+        fp32_path = staging / "model.fp32.onnx"
+        fp32_data = save_model(fused, fp32_path)
+        del fused
+        shutil.rmtree(scratch)
 
-    log.info("checking FP32 parity with PyTorch")
-    parity = check_parity(
-        model,
-        fp32_path,
-        staging / tok.info.file,
-        probe_sentences(),
-        tok.info,
-        ckpt.has_mlm_head,
-        options.parity_tolerance,
-    )
+    with steps.step("parity: fp32 ONNX vs PyTorch"):
+        parity = check_parity(
+            model,
+            fp32_path,
+            staging / tok.info.file,
+            probe_sentences(),
+            tok.info,
+            ckpt.has_mlm_head,
+            options.parity_tolerance,
+        )
     del model
     fp32 = VariantInfo(
         name="fp32",
@@ -229,11 +235,10 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -
         if name == "fp32":
             continue
         recipe = get_recipe(options.int8_recipe if name == "int8" else name)
-        log.info("building %s (%s)", name, recipe.name)
-        variant = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe, name)
-        manifest = with_files(manifest.with_variant(variant))
-        log.info("accuracy gate: %s vs fp32 on the probe set (%s)", name, gate_device(recipe))
-        quality = gate_quality(staging, name, recipe, options.thresholds, options.allow_degraded)
+        with steps.step(f"{name}: build ({recipe.name})"):
+            variant = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe, name)
+            manifest = with_files(manifest.with_variant(variant))
+        with steps.step(f"{name}: accuracy gate vs fp32 on the probe set ({gate_device(recipe)})"):
+            quality = gate_quality(staging, name, recipe, options.thresholds, options.allow_degraded)
         manifest = manifest.with_variant(replace(variant, quality=quality))
     with_files(manifest)
-    log.info("bundle written in %.0f s", time.perf_counter() - started)

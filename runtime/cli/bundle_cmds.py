@@ -94,6 +94,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         thresholds=_thresholds(),
         allow_degraded=args.allow_degraded,
         parity_tolerance=args.parity_tolerance,
+        progress=True,
+        verbose=args.verbose,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
