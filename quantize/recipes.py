@@ -61,6 +61,10 @@ class QuantRecipe:
     description: str = ""
 
     @property
+    def per_token(self) -> bool:
+        return self.precision == "int8" and self.activations == "per-token"
+
+    @property
     def batch_invariant(self) -> bool:
         """A text's output does not depend on what it is batched with (FP16/FP32 and per-token INT8)."""
         return self.precision != "int8" or self.activations == "per-token"
@@ -70,7 +74,8 @@ class QuantRecipe:
             "name": self.name,
             "precision": self.precision,
             "activations": self.activations if self.precision == "int8" else None,
-            "smoothing": self.smoothing if self.precision == "int8" and self.activations == "per-token" else None,
+            "smoothing": self.smoothing if self.per_token else None,
+            "calibration_sha256": _calibration_hash() if self.per_token and self.smoothing > 0 else None,
             "batch_invariant": self.batch_invariant,
             "per_channel": self.per_channel,
             "quantize_attention": self.quantize_attention,
@@ -79,6 +84,12 @@ class QuantRecipe:
             "decoder": self.decoder if self.activations == "per-tensor" else None,
             "method": _METHODS[(self.precision, self.activations if self.precision == "int8" else "")],
         }
+
+
+def _calibration_hash() -> str:
+    from .calibrate import calibration_hash
+
+    return calibration_hash()
 
 
 _METHODS = {
