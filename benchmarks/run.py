@@ -100,6 +100,9 @@ def cold_start(name: str, spec_text: str, cache: Path, threads: int) -> dict[str
 
 def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: Path) -> dict[str, Any]:
     spec = specs.spec(name, cache, args.reuse, log)
+    for engine in args.engine_list:
+        if engine.startswith("ours-") and engine.split("-", 1)[1] in specs.EXTRA_VARIANTS:
+            specs.ensure_variant(spec.bundle, engine.split("-", 1)[1], log)
     builds = {}
     for engine in args.engine_list:
         started = time.perf_counter()

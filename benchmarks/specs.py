@@ -47,6 +47,21 @@ def bundle(name: str, ckpt: Path, cache: Path, reuse: Path | None) -> Path:
     return export_bundle(ExportOptions(model=str(ckpt), out=cache / f"{name}-bundle", allow_degraded=True, force=True))
 
 
+#: Extra variants some engines run: variant name -> recipe (built into the cached bundle on first use).
+EXTRA_VARIANTS = {"int8-dynamic": "int8-dynamic-tensor"}
+
+
+def ensure_variant(path: Path, variant: str, log=print) -> None:
+    """Add ``variant`` (one of ``EXTRA_VARIANTS``) to the bundle at ``path`` unless it is there."""
+    if variant in open_bundle(path).variants:
+        return
+    from clinbert_onnx.quantize import GateThresholds, get_recipe, requantize
+
+    started = time.perf_counter()
+    requantize(path, get_recipe(EXTRA_VARIANTS[variant]), GateThresholds(), allow_degraded=True, variant=variant)
+    log(f"added variant {variant} to {path} ({time.perf_counter() - started:.0f} s)")
+
+
 def spec(name: str, cache: Path, reuse: Path | None = None, log=print) -> ModelSpec:
     """The model's spec; builds its checkpoint and our bundle (fp32 + int8) when absent."""
     if name not in MODELS:

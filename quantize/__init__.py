@@ -13,7 +13,7 @@ from pathlib import Path
 
 from clinbert_onnx.bundle import file_entry, open_bundle, write_manifest
 from clinbert_onnx.errors import BundleError
-from clinbert_onnx.schema import MANIFEST, Quality, RecipeInfo, VariantInfo
+from clinbert_onnx.schema import MANIFEST, Quality, VariantInfo
 
 from .onnx_io import data_name, save_model
 from .recipes import DEFAULT_INT8, RECIPES, GateThresholds, QuantRecipe, get_recipe
@@ -56,7 +56,7 @@ def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe, name: st
         precision=recipe.precision,
         devices=devices,
         fused_ops=counts,
-        recipe=RecipeInfo.from_dict(recipe.to_manifest(), "recipe"),
+        recipe=recipe.info(),
     )
 
 
@@ -66,8 +66,7 @@ def gate_quality(
     """The accuracy gate's report for ``variant`` of the bundle in ``bundle_dir`` (raises QualityGateError)."""
     from .gate import gate_device, run_gate
 
-    report = run_gate(bundle_dir, variant, thresholds, allow_degraded, gate_device(recipe), recipe.batch_invariant)
-    return Quality.from_dict(report, f"variants.{variant}.quality")
+    return run_gate(bundle_dir, variant, thresholds, allow_degraded, gate_device(recipe), recipe.batch_invariant)
 
 
 def requantize(

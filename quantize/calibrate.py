@@ -29,6 +29,15 @@ def calibration_hash() -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def max_positions(model: Any, default: int = 512) -> int:
+    """Rows of the fused graph's position-embedding table (``EmbedLayerNormalization`` input 3)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "EmbedLayerNormalization" and node.input[3] in inits:
+            return int(inits[node.input[3]].dims[0])
+    return default
+
+
 def activation_absmax(
     model: Any, model_dir: Path, tensors: list[str], sentences: list[str], batch: int = 16
 ) -> dict[str, np.ndarray]:
@@ -54,7 +63,7 @@ def activation_absmax(
     inputs = {i.name for i in session.get_inputs()}
     tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
     tokenizer.no_padding()
-    tokenizer.enable_truncation(128)
+    tokenizer.enable_truncation(min(128, max_positions(model)))
     out: dict[str, np.ndarray] = {}
     for start in range(0, len(sentences), batch):
         enc = tokenizer.encode_batch(sentences[start : start + batch])

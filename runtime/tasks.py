@@ -18,7 +18,7 @@ import numpy as np
 from . import fillmask
 from .errors import InputError, NoMaskHeadError
 from .pooling import POOLINGS, combine_windows, l2_normalize, pool
-from .schema import INPUT_IDS, LAST_HIDDEN_STATE, MASK_LOGITS, MASK_POSITIONS, MEAN_POOLED
+from .schema import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, MASK_LOGITS, MASK_POSITIONS, MEAN_POOLED
 from .windows import Window, check_long_text, default_overlap, embed_item, mask_item
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ class PoolHead:
             (pooled,) = engine.run([POOLED_OUTPUT], feed)
         else:
             (hidden,) = engine.run([HIDDEN_OUTPUT], feed)
-            pooled = pool(hidden, feed["attention_mask"], self.pooling)
+            pooled = pool(hidden, feed[ATTENTION_MASK], self.pooling)
         return list(pooled.astype(np.float32, copy=False))
 
 
