@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from clinbert_onnx.batching import pad_rows
 from clinbert_onnx.schema import ATTENTION_MASK, INPUT_IDS, MASK_POSITIONS, TOKEN_TYPE_IDS, TOKENIZER_FILE
 
 CALIBRATION_FILE = "data/calibration.txt"
@@ -67,12 +68,7 @@ def activation_absmax(
     out: dict[str, np.ndarray] = {}
     for start in range(0, len(sentences), batch):
         enc = tokenizer.encode_batch(sentences[start : start + batch])
-        width = max(len(e.ids) for e in enc)
-        ids = np.zeros((len(enc), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, e in enumerate(enc):
-            ids[row, : len(e.ids)] = e.ids
-            mask[row, : len(e.ids)] = 1
+        ids, mask = pad_rows([e.ids for e in enc], 0)
         feed: dict[str, np.ndarray] = {INPUT_IDS: ids, ATTENTION_MASK: mask}
         if TOKEN_TYPE_IDS in inputs:
             feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)

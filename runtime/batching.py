@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 #: The fixed cost of one inference call, in padded tokens' worth of compute, by device (measured on CPU with
 #: BERT-base int8; on CUDA a launch-bound call is worth thousands of tokens).
 CALL_OVERHEAD_TOKENS = {"cpu": 48, "cuda": 8192}
@@ -46,3 +48,14 @@ def plan_batches(
         batches.append(order[cut[end] : end][::-1])  # longest first within a batch
         end = cut[end]
     return batches
+
+
+def pad_rows(rows: Sequence[Sequence[int] | np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(input_ids, attention_mask)`` int64 ``[len(rows), longest]``: rows left-aligned, padded with ``pad_id``."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return ids, mask

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .batching import CALL_OVERHEAD_TOKENS, plan_batches
+from .batching import CALL_OVERHEAD_TOKENS, pad_rows, plan_batches
 from .bundle import Bundle, VariantInfo, open_bundle
 from .engine import Engine, OrtEngine
 from .errors import BundleError, InputError
@@ -220,12 +220,7 @@ class ClinicalBert:
 
     # ----------------------------------------------------------------------------------------------- stage 2
     def _feed(self, rows: Sequence[Window]) -> dict[str, np.ndarray]:
-        width = max(len(r.ids) for r in rows)
-        ids = np.full((len(rows), width), self.bundle.tokenizer.pad_token_id, dtype=np.int64)
-        attention = np.zeros((len(rows), width), dtype=np.int64)
-        for i, r in enumerate(rows):
-            ids[i, : len(r.ids)] = r.ids
-            attention[i, : len(r.ids)] = 1
+        ids, attention = pad_rows([r.ids for r in rows], self.bundle.tokenizer.pad_token_id)
         feed: dict[str, np.ndarray] = {INPUT_IDS: ids, ATTENTION_MASK: attention}
         inputs = self.engine.input_names
         if TOKEN_TYPE_IDS in inputs:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from clinbert_onnx.batching import pad_rows
 
 EMBED_BATCH = 32
 
@@ -58,14 +59,7 @@ class Tokens:
         self.max_length = max_length
 
     def batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        enc = self.tok.encode_batch(texts)
-        width = max(len(e.ids) for e in enc)
-        ids = np.zeros((len(enc), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for i, e in enumerate(enc):
-            ids[i, : len(e.ids)] = e.ids
-            mask[i, : len(e.ids)] = 1
-        return ids, mask
+        return pad_rows([e.ids for e in self.tok.encode_batch(texts)], 0)
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
