@@ -51,7 +51,7 @@ class EmbedAllRequest(_Prompted):
 
 
 class EmbedSparseRequest(_Prompted):
-    inputs: TeiInput
+    inputs: str | TokenIds | list[str | TokenIds]  # only validated: the route does not apply to dense models
 
 
 class TokenizeRequest(_Request):
