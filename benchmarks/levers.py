@@ -16,6 +16,8 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,16 @@ import specs  # noqa: E402
 from clinbert_onnx import ClinicalBert, SessionConfig  # noqa: E402
 from clinbert_onnx.bench import bert_gops, token_rows  # noqa: E402
 from clinbert_onnx.bundle import open_bundle  # noqa: E402
+from clinbert_onnx.bundle import open_bundle as bundle_of  # noqa: E402
 from clinbert_onnx.quantize.int8 import drop_dead_nodes  # noqa: E402
+from clinbert_onnx.schema import (  # noqa: E402
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LAST_HIDDEN_STATE,
+    MASK_LOGITS,
+    MASK_POSITIONS,
+    TOKEN_TYPE_IDS,
+)
 from clinbert_onnx.session import create_session  # noqa: E402
 from engines.base import Tokens  # noqa: E402
 from measure import interleave, masked_batches, sentences  # noqa: E402
@@ -88,10 +99,12 @@ def speed(
     for batch, reps in ((1, 6), (32, 1)):
         ids = token_rows(tokens.tok, sentences(), 128, batch, cls, sep)
         names = {i.name for i in next(iter(sessions.values())).get_inputs()}
-        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        if "mask_positions" in names:
-            feed["mask_positions"] = np.zeros(0, dtype=np.int64)
-        calls = {n: (lambda s=s, f=feed: s.run(["last_hidden_state"], f)) for n, s in sessions.items()}
+        feed = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids), TOKEN_TYPE_IDS: np.zeros_like(ids)}
+        if MASK_POSITIONS in names:
+            feed[MASK_POSITIONS] = np.zeros(0, dtype=np.int64)
+        calls: dict[str, Callable[[], object]] = {
+            n: partial(s.run, [LAST_HIDDEN_STATE], feed) for n, s in sessions.items()
+        }
         gop = bert_gops(spec.layers, spec.hidden, spec.intermediate, 128, batch)
         for n, samples in interleave(calls, rounds, reps).items():
             med = statistics.median(samples)
@@ -109,12 +122,12 @@ def gathered_head(session: Any, tokens: Tokens, mask_id: int, rounds: int) -> di
         for ids, mask, rows, cols in batches:
             flat = np.arange(ids.size) if all_positions else rows * ids.shape[1] + cols
             session.run(
-                ["mask_logits"],
+                [MASK_LOGITS],
                 {
-                    "input_ids": ids,
-                    "attention_mask": mask,
-                    "token_type_ids": np.zeros_like(ids),
-                    "mask_positions": flat.astype(np.int64),
+                    INPUT_IDS: ids,
+                    ATTENTION_MASK: mask,
+                    TOKEN_TYPE_IDS: np.zeros_like(ids),
+                    MASK_POSITIONS: flat.astype(np.int64),
                 },
             )
 
@@ -150,7 +163,7 @@ def main() -> int:
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "models": {}}
     for name in [m for m in args.models.split(",") if m]:
         spec = specs.spec(name, cache, args.reuse, log)
-        tok = json.loads((spec.bundle / "manifest.json").read_text())["tokenizer"]
+        tok = bundle_of(spec.bundle).tokenizer
         tokens = Tokens(spec.bundle)
         files = build_files(spec, cache)
         sessions = {n: create_session(path, "cpu", SessionConfig())[0] for n, path in files.items()}
@@ -160,12 +173,10 @@ def main() -> int:
                 continue
             sessions[f"ours, {label}"] = create_session(base, "cpu", config)[0]
         log(f"{name}: speed of {len(sessions)} variants")
-        entry: dict[str, Any] = {
-            "speed": speed(sessions, spec, tokens, tok["cls_token_id"], tok["sep_token_id"], rounds)
-        }
+        entry: dict[str, Any] = {"speed": speed(sessions, spec, tokens, tok.cls_token_id, tok.sep_token_id, rounds)}
         if spec.has_mlm:
             log(f"{name}: gathered vs full MLM head")
-            entry["mlm_head"] = gathered_head(sessions["int8-per-token (ours)"], tokens, tok["mask_token_id"], rounds)
+            entry["mlm_head"] = gathered_head(sessions["int8-per-token (ours)"], tokens, tok.mask_token_id, rounds)
         del sessions
         if name == "minilm":
             log(f"{name}: quality of the recipes")

@@ -15,15 +15,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from builders import bio_clinicalbert_shaped, minilm_dir
 from clinbert_onnx.export import ExportOptions, export_bundle
+from clinbert_onnx.schema import MANIFEST
 
 
 def main(root: Path) -> None:
     shaped = root / "bio-clinicalbert-shaped"
-    if not (shaped / "manifest.json").exists():
+    if not (shaped / MANIFEST).exists():
         ckpt = bio_clinicalbert_shaped(root / ".bio-clinicalbert-shaped-checkpoint")
         export_bundle(ExportOptions(model=str(ckpt), out=shaped, allow_degraded=True, force=True))
     minilm = root / "minilm"
-    if not (minilm / "manifest.json").exists():
+    if not (minilm / MANIFEST).exists():
         export_bundle(ExportOptions(model=str(minilm_dir()), out=minilm, force=True))
     print(shaped)
     print(minilm)

@@ -9,7 +9,9 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from clinbert_onnx.bench import bert_gops, masked_texts, mixed_lengths, probe_texts, texts_of_lengths, token_rows
@@ -100,7 +102,7 @@ def latency(
         ids = token_rows(tokens.tok, sentences(), length, 1, cls, sep)
         mask = np.ones_like(ids)
         reps = plan.latency_reps * 2 if length < 128 else max(1, plan.latency_reps * 128 // length)
-        calls = {n: (lambda e=e, ids=ids, mask=mask: e.hidden(ids, mask)) for n, e in engines.items()}
+        calls: dict[str, Callable[[], object]] = {n: partial(e.hidden, ids, mask) for n, e in engines.items()}
         gop = bert_gops(**_dims(spec), seq=length)
         for n, s in interleave(calls, plan.rounds, reps).items():
             fig = _pct(s)
@@ -118,10 +120,10 @@ def throughput(
     sep: int,
     batch: int = 32,
     length: int = 128,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     ids = token_rows(tokens.tok, sentences(), length, batch, cls, sep)
     mask = np.ones_like(ids)
-    calls = {n: (lambda e=e: e.hidden(ids, mask)) for n, e in engines.items()}
+    calls: dict[str, Callable[[], object]] = {n: partial(e.hidden, ids, mask) for n, e in engines.items()}
     gop = bert_gops(**_dims(spec), seq=length, batch=batch)
     out = {}
     for n, s in interleave(calls, plan.throughput_rounds, 1).items():
@@ -144,7 +146,7 @@ def mixed(engines: dict[str, Engine], spec: ModelSpec, tokens: Tokens, plan: Pla
     lengths = mixed_lengths(plan.mixed_texts, tokens.max_length)
     texts = texts_of_lengths(tokens.tok, lengths, sentences())
     real = sum(len(e.ids) for e in tokens.tok.encode_batch(texts))
-    calls: dict[str, Callable[[], object]] = {n: (lambda e=e: e.embed(texts)) for n, e in engines.items()}
+    calls: dict[str, Callable[[], object]] = {n: partial(e.embed, texts) for n, e in engines.items()}
     if "ours-int8" in engines:
         calls["ours-int8/in-order"] = lambda: embed_in_order(engines["ours-int8"], tokens, texts)
     out = {}
@@ -160,7 +162,9 @@ def mixed(engines: dict[str, Engine], spec: ModelSpec, tokens: Tokens, plan: Pla
     return out
 
 
-def masked_batches(tokens: Tokens, mask_id: int, batch: int = 32) -> list[tuple[np.ndarray, ...]]:
+def masked_batches(
+    tokens: Tokens, mask_id: int, batch: int = 32
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     texts = masked_texts(probe_texts(), "[MASK]")
     out = []
     for start in range(0, len(texts), batch):
@@ -172,15 +176,17 @@ def masked_batches(tokens: Tokens, mask_id: int, batch: int = 32) -> list[tuple[
 
 def fill_mask(
     engines: dict[str, Engine], spec: ModelSpec, tokens: Tokens, plan: Plan, mask_id: int
-) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Batch-1 latency on one masked sentence, and throughput over the masked probe set in batches of 32.
     Also returns each engine's top-5 ids over the set (for agreement)."""
     batches = masked_batches(tokens, mask_id)
     one = batches[0][0][:1], batches[0][1][:1]
     one = one[0][:, : int(one[1].sum())], one[1][:, : int(one[1].sum())]
     r1, c1 = np.nonzero(one[0] == mask_id)
-    out: dict[str, dict[str, float]] = {}
-    calls = {n: (lambda e=e: e.mask_top(one[0], one[1], r1, c1, 5)) for n, e in engines.items()}
+    out: dict[str, dict[str, Any]] = {}
+    calls: dict[str, Callable[[], object]] = {
+        n: partial(e.mask_top, one[0], one[1], r1, c1, 5) for n, e in engines.items()
+    }
     for n, s in interleave(calls, plan.rounds, plan.latency_reps).items():
         out[n] = {"b1_" + k: v for k, v in _pct(s).items()} | {"b1_tokens": int(one[1].sum())}
     tops: dict[str, np.ndarray] = {}
@@ -189,7 +195,7 @@ def fill_mask(
     def whole_set(name: str, engine: Engine) -> None:
         tops[name] = np.concatenate([engine.mask_top(*b, 5) for b in batches])
 
-    calls = {n: (lambda n=n, e=e: whole_set(n, e)) for n, e in engines.items()}
+    calls = {n: partial(whole_set, n, e) for n, e in engines.items()}
     for n, s in interleave(calls, plan.throughput_rounds, 1, warm=False).items():
         out[n]["sentences"] = count
         out[n]["sent_per_s"] = round(count / statistics.median(s), 2)

@@ -37,10 +37,10 @@ MIN_TOKENS, MAX_TOKENS = 5, 600
 
 
 def _tokenizer(bundle: Path) -> Any:
+    from clinbert_onnx.bundle import open_bundle
     from tokenizers import Tokenizer
 
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    tok = Tokenizer.from_file(str(bundle / manifest["tokenizer"]["file"]))
+    tok = Tokenizer.from_file(str(bundle / open_bundle(bundle).tokenizer.file))
     tok.no_truncation()
     tok.no_padding()
     return tok

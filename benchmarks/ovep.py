@@ -21,26 +21,28 @@ import time
 from pathlib import Path
 
 import numpy as np
+from clinbert_onnx.schema import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, MASK_POSITIONS, TOKEN_TYPE_IDS
 
 
 def build(bundle: Path, out: Path) -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
+    from clinbert_onnx.bundle import open_bundle
     from engines.base import Tokens
     from measure import sentences
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from optimum.exporters.onnx import main_export
 
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    source = manifest["source"]["local_path"] or manifest["source"]["model_id"]
+    src = open_bundle(bundle).manifest.source
+    source = src.local_path or src.model_id
     out.mkdir(parents=True, exist_ok=True)
     raw = out / "raw"
     if not (raw / "model.onnx").is_file():
         main_export(source, output=raw, task="feature-extraction", opset=18, do_validation=False)
     tokens = Tokens(bundle)
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.items = iter(tokens.batch([s]) for s in sentences()[:64])
 
@@ -49,7 +51,7 @@ def build(bundle: Path, out: Path) -> None:
             if item is None:
                 return None
             ids, mask = item
-            return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            return {INPUT_IDS: ids, ATTENTION_MASK: mask, TOKEN_TYPE_IDS: np.zeros_like(ids)}
 
     quantize_static(
         str(raw / "model.onnx"),
@@ -96,9 +98,13 @@ def time_all(bundle: Path, out: Path, rounds: int) -> None:
         feeds = {}
         for name, s in sessions.items():
             names = {i.name for i in s.get_inputs()}
-            f = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-            if "mask_positions" in names:
-                f["mask_positions"] = np.zeros(0, dtype=np.int64)
+            f: dict[str, np.ndarray] = {
+                INPUT_IDS: ids,
+                ATTENTION_MASK: np.ones_like(ids),
+                TOKEN_TYPE_IDS: np.zeros_like(ids),
+            }
+            if MASK_POSITIONS in names:
+                f[MASK_POSITIONS] = np.zeros(0, dtype=np.int64)
             feeds[name] = {k: v for k, v in f.items() if k in names}
             s.run(None, feeds[name])
         samples: dict[str, list[float]] = {n: [] for n in sessions}
@@ -106,7 +112,7 @@ def time_all(bundle: Path, out: Path, rounds: int) -> None:
             for name, s in sessions.items():
                 for _ in range(reps):
                     t0 = time.perf_counter()
-                    s.run(["last_hidden_state"], feeds[name])
+                    s.run([LAST_HIDDEN_STATE], feeds[name])
                     samples[name].append(time.perf_counter() - t0)
         for name, v in samples.items():
             med = statistics.median(v)

@@ -32,6 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import measure  # noqa: E402
 import report  # noqa: E402
 import specs  # noqa: E402
+from clinbert_onnx.bundle import open_bundle  # noqa: E402
 from engines import ENGINES, module  # noqa: E402
 
 DESCRIPTIONS = {
@@ -99,6 +100,9 @@ def cold_start(name: str, spec_text: str, cache: Path, threads: int) -> dict[str
 
 def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: Path) -> dict[str, Any]:
     spec = specs.spec(name, cache, args.reuse, log)
+    for engine in args.engine_list:
+        if engine.startswith("ours-") and engine.split("-", 1)[1] in specs.EXTRA_VARIANTS:
+            specs.ensure_variant(spec.bundle, engine.split("-", 1)[1], log)
     builds = {}
     for engine in args.engine_list:
         started = time.perf_counter()
@@ -106,9 +110,8 @@ def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: 
         if time.perf_counter() - started > 1:
             builds[engine] = round(time.perf_counter() - started, 1)
             log(f"built {engine} for {name} in {builds[engine]:.0f} s")
-    manifest = json.loads((spec.bundle / "manifest.json").read_text())
-    tok = manifest["tokenizer"]
-    cls, sep, mask_id = tok["cls_token_id"], tok["sep_token_id"], tok["mask_token_id"]
+    tok = open_bundle(spec.bundle).tokenizer
+    cls, sep, mask_id = tok.cls_token_id, tok.sep_token_id, tok.mask_token_id
     log(f"{name}: loading {', '.join(args.engine_list)}")
     engines = {e: module(e).load(e, spec, cache, plan.threads) for e in args.engine_list}
     result: dict[str, Any] = {
@@ -118,11 +121,11 @@ def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: 
     }
     per = result["engines"]
     tokens = measure.Tokens(spec.bundle)
-    lengths = tuple(n for n in plan.lengths if n <= tok["max_length"])
+    lengths = tuple(n for n in plan.lengths if n <= tok.max_length)
     log(f"{name}: batch-1 latency")
     lat = measure.latency(engines, spec, tokens, measure.Plan(**{**plan.__dict__, "lengths": lengths}), cls, sep, log)
     log(f"{name}: batch-32 throughput at 128 tokens")
-    tp = measure.throughput(engines, spec, tokens, plan, cls, sep, length=min(128, tok["max_length"]))
+    tp = measure.throughput(engines, spec, tokens, plan, cls, sep, length=min(128, tok.max_length))
     log(f"{name}: mixed-length set")
     mx = measure.mixed(engines, spec, tokens, plan)
     for e in engines:
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = (args.out / "cache").resolve()
     started = time.perf_counter()
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in DISTS:
         try:
             versions[dist] = metadata.version(dist)

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from clinbert_onnx.bundle import open_bundle
+from clinbert_onnx.schema import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, MASK_POSITIONS, TOKEN_TYPE_IDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,28 +44,26 @@ def baseline(bundle: Path, texts: list[str]) -> tuple[float, np.ndarray, int, in
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    tok_info = manifest["tokenizer"]
-    tok = Tokenizer.from_file(str(bundle / tok_info["file"]))
+    opened = open_bundle(bundle)
+    tok_info = opened.tokenizer
+    tok = Tokenizer.from_file(str(bundle / tok_info.file))
     tok.enable_truncation(MAX_LENGTH)
-    tok.enable_padding(pad_id=tok_info["pad_token_id"], pad_token="[PAD]")
-    session = ort.InferenceSession(
-        str(bundle / manifest["variants"]["int8"]["file"]), providers=["CPUExecutionProvider"]
-    )
+    tok.enable_padding(pad_id=tok_info.pad_token_id, pad_token="[PAD]")
+    session = ort.InferenceSession(str(bundle / opened.variants["int8"].file), providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
-    out = np.empty((len(texts), manifest["model"]["hidden_size"]), dtype=np.float32)
+    out = np.empty((len(texts), opened.hidden_size), dtype=np.float32)
     real = padded = 0
     start = time.perf_counter()
     for lo in range(0, len(texts), BATCH):
         enc = tok.encode_batch(texts[lo : lo + BATCH])
         ids = np.asarray([e.ids for e in enc], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in names:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        if "mask_positions" in names:
-            feed["mask_positions"] = np.zeros(0, dtype=np.int64)
-        (hidden,) = session.run(["last_hidden_state"], feed)
+        feed = {INPUT_IDS: ids, ATTENTION_MASK: mask}
+        if TOKEN_TYPE_IDS in names:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
+        if MASK_POSITIONS in names:
+            feed[MASK_POSITIONS] = np.zeros(0, dtype=np.int64)
+        (hidden,) = session.run([LAST_HIDDEN_STATE], feed)
         m = mask[..., None].astype(np.float32)
         pooled = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
         out[lo : lo + len(enc)] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -79,8 +79,7 @@ def score_padding(bundle: Path, texts: list[str], window_rows: int = 1024) -> tu
     from clinbert_onnx.model import DEFAULT_BUDGETS
     from tokenizers import Tokenizer
 
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    tok = Tokenizer.from_file(str(bundle / manifest["tokenizer"]["file"]))
+    tok = Tokenizer.from_file(str(bundle / open_bundle(bundle).tokenizer.file))
     budget, max_batch = DEFAULT_BUDGETS["cpu"]
     lengths = [min(len(e.ids), MAX_LENGTH) for e in tok.encode_batch(texts)]
     real = padded = runs = 0

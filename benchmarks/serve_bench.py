@@ -184,10 +184,21 @@ def _metric(port: int, name: str) -> float | None:
     return None
 
 
+def baseline_env(code: Path) -> dict[str, str]:
+    """An environment whose ``clinbert_onnx`` is ``code/runtime`` (an earlier checkout, e.g. a git worktree):
+    a symlink in a scratch folder put first on PYTHONPATH, ahead of the installed package."""
+    import tempfile
+
+    shim = Path(tempfile.mkdtemp(prefix="clinbert-baseline-"))
+    (shim / "clinbert_onnx").symlink_to((code / "runtime").resolve(), target_is_directory=True)
+    return {**os.environ, "PYTHONPATH": str(shim)}
+
+
 def start_server(kind: str, args: argparse.Namespace) -> tuple[int, subprocess.Popen[bytes]]:
     port = _free_port()
     common = ["--threads", str(args.threads)] + (["--variant", args.variant] if args.variant else [])
-    if kind == "dynamic":
+    env = baseline_env(args.baseline_code) if kind == "baseline" else None
+    if kind in ("dynamic", "baseline"):
         cmd = [
             sys.executable,
             "-m",
@@ -205,7 +216,7 @@ def start_server(kind: str, args: argparse.Namespace) -> tuple[int, subprocess.P
         ]
     else:
         cmd = [sys.executable, __file__, str(args.bundle), "--naive-server", "--port", str(port), *common]
-    return port, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return port, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -231,6 +242,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--skip-naive", action="store_true")
+    p.add_argument(
+        "--baseline-code",
+        type=Path,
+        help="also serve with an earlier checkout's runtime (a folder holding runtime/), for before/after ratios",
+    )
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -241,6 +257,8 @@ def main() -> int:
 
     texts = load_texts(args.texts)
     kinds = ["dynamic"] if args.skip_naive else ["dynamic", "naive"]
+    if args.baseline_code:
+        kinds.append("baseline")
     servers = {kind: start_server(kind, args) for kind in kinds}
     try:
         for port, proc in servers.values():
@@ -323,7 +341,11 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
     for key, name in (("in_process", "in-process `encode`"), ("in_process_grouped", "in-process, length-grouped")):
         r = results[key]
         print(f"| {name}, {args.batch} texts per call | {r['texts_per_s']:.1f} | {r['texts_per_s'] / base:.0%} | | | |")
-    names = {"dynamic": "`clinbert serve` (dynamic batching)", "naive": "one request = one inference"}
+    names = {
+        "dynamic": "`clinbert serve` (dynamic batching)",
+        "naive": "one request = one inference",
+        "baseline": f"`clinbert serve` of {args.baseline_code} (before)",
+    }
     for kind, name in names.items():
         if kind in results:
             r = results[kind]
@@ -335,7 +357,11 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
         f"\n100% = the better in-process way in each round (median {base:.1f} texts/s); "
         f"mean texts per inference call (dynamic): {results['dynamic']['mean_batch_texts']:.1f}"
     )
-    for key in ("in_process", "in_process_grouped", "dynamic", "naive"):
+    if "baseline" in results:
+        ratios = [a / b for a, b in zip(results["dynamic"]["rounds"], results["baseline"]["rounds"], strict=True)]
+        results["dynamic_vs_baseline"] = statistics.median(ratios)
+        print(f"dynamic vs baseline (median of per-round ratios): {results['dynamic_vs_baseline']:.2f}x")
+    for key in ("in_process", "in_process_grouped", "dynamic", "naive", "baseline"):
         if key in results:
             print(f"{key} per round: " + ", ".join(f"{x:.1f}" for x in results[key]["rounds"]))
 

@@ -12,13 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+from clinbert_onnx.bundle import open_bundle
+from clinbert_onnx.schema import MANIFEST
 from engines import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("bert-base", "minilm", "tiny")
 
 
-def _builders():  # type: ignore[no-untyped-def]
+def _builders():
     sys.path.insert(0, str(REPO / "tests"))
     import builders
 
@@ -38,14 +40,29 @@ def checkpoint(name: str, cache: Path, reuse: Path | None) -> Path:
 
 def bundle(name: str, ckpt: Path, cache: Path, reuse: Path | None) -> Path:
     for folder in ([reuse / name] if reuse else []) + [cache / f"{name}-bundle"]:
-        if (folder / "manifest.json").is_file():
+        if (folder / MANIFEST).is_file():
             return folder
     from clinbert_onnx.export import ExportOptions, export_bundle
 
     return export_bundle(ExportOptions(model=str(ckpt), out=cache / f"{name}-bundle", allow_degraded=True, force=True))
 
 
-def spec(name: str, cache: Path, reuse: Path | None = None, log=print) -> ModelSpec:  # type: ignore[no-untyped-def]
+#: Extra variants some engines run: variant name -> recipe (built into the cached bundle on first use).
+EXTRA_VARIANTS = {"int8-dynamic": "int8-dynamic-tensor"}
+
+
+def ensure_variant(path: Path, variant: str, log=print) -> None:
+    """Add ``variant`` (one of ``EXTRA_VARIANTS``) to the bundle at ``path`` unless it is there."""
+    if variant in open_bundle(path).variants:
+        return
+    from clinbert_onnx.quantize import GateThresholds, get_recipe, requantize
+
+    started = time.perf_counter()
+    requantize(path, get_recipe(EXTRA_VARIANTS[variant]), GateThresholds(), allow_degraded=True, variant=variant)
+    log(f"added variant {variant} to {path} ({time.perf_counter() - started:.0f} s)")
+
+
+def spec(name: str, cache: Path, reuse: Path | None = None, log=print) -> ModelSpec:
     """The model's spec; builds its checkpoint and our bundle (fp32 + int8) when absent."""
     if name not in MODELS:
         raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
@@ -56,12 +73,11 @@ def spec(name: str, cache: Path, reuse: Path | None = None, log=print) -> ModelS
     if time.perf_counter() - started > 1:
         log(f"built {name}: checkpoint {ckpt}, bundle {path} ({time.perf_counter() - started:.0f} s)")
     cfg = json.loads((ckpt / "config.json").read_text())
-    manifest = json.loads((path / "manifest.json").read_text())
     return ModelSpec(
         name=name,
         checkpoint=ckpt,
         bundle=path,
-        has_mlm=bool(manifest["model"]["has_mlm_head"]),
+        has_mlm=open_bundle(path).has_mlm_head,
         layers=int(cfg["num_hidden_layers"]),
         hidden=int(cfg["hidden_size"]),
         intermediate=int(cfg["intermediate_size"]),

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 from clinbert_onnx.errors import ExportError
+from clinbert_onnx.schema import ATTENTION_MASK
+from clinbert_onnx.schema import LAST_HIDDEN_STATE as HIDDEN
+from clinbert_onnx.schema import MASK_LOGITS as LOGITS
+from clinbert_onnx.schema import MASK_POSITIONS as MASK_INPUT
+from clinbert_onnx.schema import MEAN_POOLED as POOLED
 
-HIDDEN = "last_hidden_state"
-MASK_INPUT = "mask_positions"
-LOGITS = "mask_logits"
-POOLED = "mean_pooled"
 DECODER_NODE = "mlm/decoder/MatMul"
 FUSED_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu")
 
@@ -123,7 +124,7 @@ def add_mean_pooling(model: Any) -> None:
     )
     graph.node.extend(
         [
-            helper.make_node("Cast", ["attention_mask"], ["pool.mask_f"], name="pool/cast", to=TensorProto.FLOAT),
+            helper.make_node("Cast", [ATTENTION_MASK], ["pool.mask_f"], name="pool/cast", to=TensorProto.FLOAT),
             helper.make_node("Unsqueeze", ["pool.mask_f", "pool.axis2"], ["pool.mask3"], name="pool/unsqueeze"),
             helper.make_node("Mul", [HIDDEN, "pool.mask3"], ["pool.masked"], name="pool/mul"),
             helper.make_node("ReduceSum", ["pool.masked", "pool.axis1"], ["pool.sum"], name="pool/sum", keepdims=0),

@@ -8,18 +8,31 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from clinbert_onnx.bundle import FORMAT_NAME, FORMAT_VERSION, file_entry, write_manifest
+from clinbert_onnx.bundle import file_entry, write_manifest
 from clinbert_onnx.errors import ExportError
-from clinbert_onnx.quantize import GateThresholds, build_variant, get_recipe
-from clinbert_onnx.quantize.gate import gate_device, probe_sentences, run_gate
+from clinbert_onnx.quantize import GateThresholds, build_variant, gate_quality, get_recipe
+from clinbert_onnx.quantize.gate import gate_device, probe_sentences
 from clinbert_onnx.quantize.onnx_io import save_model
+from clinbert_onnx.schema import (
+    CONFIG_FILE,
+    FEATURE_EXTRACTION,
+    FILL_MASK,
+    MANIFEST,
+    TASKS,
+    GraphInfo,
+    Manifest,
+    ModelInfo,
+    SourceInfo,
+    VariantInfo,
+)
 
 from . import checkpoint, graph, tokenizer
+from .progress import Steps, quiet_libraries, stream_for
 from .validate import check_parity
 
 log = logging.getLogger("clinbert_onnx.export")
@@ -42,6 +55,8 @@ class ExportOptions:
     thresholds: GateThresholds = field(default_factory=GateThresholds)
     allow_degraded: bool = False
     parity_tolerance: float = 1e-4
+    progress: bool = False  # one line per step on stderr (else each step is logged at INFO)
+    verbose: bool = False  # let the libraries' own log records and warnings through
 
 
 def _versions() -> dict[str, str | None]:
@@ -101,8 +116,10 @@ def export_bundle(options: ExportOptions) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     _check_space(ckpt, out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    steps = Steps(4 + 2 * len([v for v in options.variants if v != "fp32"]), stream_for(options.progress))
     try:
-        _build(ckpt, options, staging)
+        with quiet_libraries(options.verbose):
+            _build(ckpt, options, staging, steps)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)
@@ -118,123 +135,110 @@ def export_bundle(options: ExportOptions) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    steps.finish("export done")
     return out
 
 
-def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path) -> None:
+def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path, steps: Steps) -> None:
     cfg = ckpt.config
     hidden, heads, layers = (
         int(cfg["hidden_size"]),
         int(cfg["num_attention_heads"]),
         int(cfg["num_hidden_layers"]),
     )
-    started = time.perf_counter()
     tok = tokenizer.prepare(ckpt.path, int(cfg.get("max_position_embeddings", 512)), options.lowercase)
-    (staging / "tokenizer.json").write_text(tok.json_text, encoding="utf-8")
-    shutil.copyfile(ckpt.path / "config.json", staging / "config.json")
-    if ckpt.has_mlm_head and tok.special_ids["mask_token_id"] < 0:
+    (staging / tok.info.file).write_text(tok.json_text, encoding="utf-8")
+    shutil.copyfile(ckpt.path / CONFIG_FILE, staging / CONFIG_FILE)
+    if ckpt.has_mlm_head and tok.info.mask_token_id < 0:
         raise ExportError(f"{ckpt.path} has a masked-LM head but its tokenizer has no mask token")
+    task = TASKS[FILL_MASK if ckpt.has_mlm_head else FEATURE_EXTRACTION]
 
-    log.info("loading %s (%s)", ckpt.model_id or ckpt.path, "safetensors" if ckpt.safetensors else "pickle")
-    model = checkpoint.load_torch_model(ckpt)
+    weights = "safetensors" if ckpt.safetensors else "pickle"
+    with steps.step(f"load {ckpt.model_id or ckpt.path.name} ({weights}, {task.architecture})"):
+        model = checkpoint.load_torch_model(ckpt)
     scratch = staging / ".raw"
     scratch.mkdir()
-    log.info("exporting with Optimum (opset %d)", OPSET)
-    raw = _optimum_export(model, scratch)
-    log.info("fusing with the ONNX Runtime transformer optimizer")
-    fused = graph.fuse(raw, heads, hidden)
-    encoder_counts = graph.fused_counts(fused)
-    graph.add_mean_pooling(fused)
-    tied = graph.add_mlm_head(fused, graph.head_from_torch(model), hidden) if ckpt.has_mlm_head else None
-    fp32_path = staging / "model.fp32.onnx"
-    fp32_data = save_model(fused, fp32_path)
-    del fused
-    shutil.rmtree(scratch)
+    with steps.step(f"export to ONNX with Optimum (opset {OPSET})"):
+        raw = _optimum_export(model, scratch)
+    with steps.step("fuse with the ONNX Runtime transformer optimizer, add pooling and head"):
+        fused = graph.fuse(raw, heads, hidden)
+        encoder_counts = graph.fused_counts(fused)
+        graph.add_mean_pooling(fused)
+        tied = graph.add_mlm_head(fused, graph.head_from_torch(model), hidden) if ckpt.has_mlm_head else None
+        fp32_path = staging / "model.fp32.onnx"
+        fp32_data = save_model(fused, fp32_path)
+        del fused
+        shutil.rmtree(scratch)
 
-    log.info("checking FP32 parity with PyTorch")
-    parity = check_parity(
-        model,
-        fp32_path,
-        staging / "tokenizer.json",
-        probe_sentences(),
-        tok.special_ids,
-        tok.max_length,
-        ckpt.has_mlm_head,
-        options.parity_tolerance,
-    )
+    with steps.step("parity: fp32 ONNX vs PyTorch"):
+        parity = check_parity(
+            model,
+            fp32_path,
+            staging / tok.info.file,
+            probe_sentences(),
+            tok.info,
+            ckpt.has_mlm_head,
+            options.parity_tolerance,
+        )
     del model
-    variants: dict[str, Any] = {
-        "fp32": {
-            "file": fp32_path.name,
-            "data": fp32_data,
-            "precision": "fp32",
-            "devices": ["cpu", "cuda"],
-            "fused_ops": encoder_counts,
-            "recipe": None,
-            "parity": parity,
-        },
-    }
-    manifest: dict[str, Any] = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": {
-            "model_id": ckpt.model_id,
-            "revision": ckpt.revision,
-            "local_path": None if ckpt.model_id else str(ckpt.path.resolve()),
-            "weights_format": "safetensors" if ckpt.safetensors else "pytorch-pickle (weights_only)",
-            "weights_sha256": ckpt.weights_sha256(),
-        },
-        "versions": _versions(),
-        "opset": OPSET,
-        "model": {
-            "architecture": "BertForMaskedLM" if ckpt.has_mlm_head else "BertModel",
-            "hidden_size": hidden,
-            "num_layers": layers,
-            "num_heads": heads,
-            "vocab_size": int(cfg["vocab_size"]),
-            "max_position_embeddings": int(cfg.get("max_position_embeddings", 512)),
-            "has_mlm_head": ckpt.has_mlm_head,
-            "decoder_tied_to_embeddings": tied,
-        },
-        "tokenizer": {
-            "file": "tokenizer.json",
-            "lowercase": tok.lowercase,
-            "lowercase_source": tok.lowercase_source,
-            "vocab_uppercase_share": tok.vocab_uppercase_share,
-            "max_length": tok.max_length,
-            **tok.special_ids,
-            "mask_token": tok.mask_token,
-        },
-        "graph": {
-            "inputs": ["input_ids", "attention_mask", "token_type_ids"]
-            + (["mask_positions"] if ckpt.has_mlm_head else []),
-            "outputs": ["last_hidden_state", "mean_pooled"] + (["mask_logits"] if ckpt.has_mlm_head else []),
-            "mask_positions": "int64 [num_masks]: flat indices row * padded_length + position",
-        },
-        "variants": variants,
-        "files": {},
-    }
+    fp32 = VariantInfo(
+        name="fp32",
+        file=fp32_path.name,
+        data=fp32_data,
+        precision="fp32",
+        devices=("cpu", "cuda"),
+        fused_ops=encoder_counts,
+        recipe=None,
+        parity=parity,
+    )
+    manifest = Manifest(
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        task=task.name,
+        source=SourceInfo(
+            model_id=ckpt.model_id,
+            revision=ckpt.revision,
+            local_path=None if ckpt.model_id else str(ckpt.path.resolve()),
+            weights_format="safetensors" if ckpt.safetensors else "pytorch-pickle (weights_only)",
+            weights_sha256=ckpt.weights_sha256(),
+        ),
+        versions=_versions(),
+        opset=OPSET,
+        model=ModelInfo(
+            architecture=task.architecture,
+            hidden_size=hidden,
+            num_layers=layers,
+            num_heads=heads,
+            vocab_size=int(cfg["vocab_size"]),
+            max_position_embeddings=int(cfg.get("max_position_embeddings", 512)),
+            has_mlm_head=ckpt.has_mlm_head,
+            decoder_tied_to_embeddings=tied,
+        ),
+        tokenizer=tok.info,
+        graph=GraphInfo.for_task(task.name),
+        variants={fp32.name: fp32},
+        files={},
+    )
 
-    def refresh_files() -> None:
-        manifest["files"] = {
-            p.name: file_entry(p)
-            for p in sorted(staging.iterdir())
-            if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")
-        }
-        write_manifest(staging, manifest)
+    def with_files(m: Manifest) -> Manifest:
+        """``m`` with every file in the staging folder listed, written to disk."""
+        listed = m.with_files(
+            {
+                p.name: file_entry(p)
+                for p in sorted(staging.iterdir())
+                if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+            }
+        )
+        write_manifest(staging, listed)
+        return listed
 
     for name in options.variants:
         if name == "fp32":
             continue
         recipe = get_recipe(options.int8_recipe if name == "int8" else name)
-        log.info("building %s (%s)", name, recipe.name)
-        variants[name] = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe)
-        refresh_files()
-        device = gate_device(recipe)
-        log.info("accuracy gate: %s vs fp32 on the probe set (%s)", name, device)
-        variants[name]["quality"] = run_gate(
-            staging, name, options.thresholds, options.allow_degraded, device, recipe.batch_invariant
-        )
-    refresh_files()
-    log.info("bundle written in %.0f s", time.perf_counter() - started)
+        with steps.step(f"{name}: build ({recipe.name})"):
+            variant = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe, name)
+            manifest = with_files(manifest.with_variant(variant))
+        with steps.step(f"{name}: accuracy gate vs fp32 on the probe set ({gate_device(recipe)})"):
+            quality = gate_quality(staging, name, recipe, options.thresholds, options.allow_degraded)
+        manifest = manifest.with_variant(replace(variant, quality=quality))
+    with_files(manifest)

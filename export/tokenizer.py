@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clinbert_onnx.errors import ExportError
+from clinbert_onnx.schema import TOKENIZER_FILE, TokenizerInfo
 
 _SPECIAL = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")
 CASED_VOCAB_THRESHOLD = 0.02  # share of vocabulary entries with an upper-case letter
@@ -22,13 +23,11 @@ CASED_VOCAB_THRESHOLD = 0.02  # share of vocabulary entries with an upper-case l
 
 @dataclass(frozen=True)
 class TokenizerExport:
+    """``tokenizer.json``'s text and its manifest record (``lowercase_source``: "tokenizer" |
+    "cased-vocab-detected" | "override")."""
+
     json_text: str
-    lowercase: bool
-    lowercase_source: str  # "tokenizer" | "cased-vocab-detected" | "override"
-    vocab_uppercase_share: float
-    max_length: int
-    special_ids: dict[str, int]
-    mask_token: str
+    info: TokenizerInfo
 
 
 def _normalizer_lowercases(normalizer: dict[str, Any] | None) -> bool:
@@ -118,15 +117,20 @@ def prepare(checkpoint_dir: Path, max_positions: int, lowercase: bool | None) ->
                 token_id = -1
             else:
                 raise ExportError(f"{checkpoint_dir}: the tokenizer has no {name} token")
-        ids[f"{name}_token_id"] = int(token_id)
+        ids[name] = int(token_id)
     model_max = getattr(tok, "model_max_length", None) or max_positions
     max_length = int(min(model_max, max_positions)) if model_max < 1_000_000 else int(max_positions)
-    return TokenizerExport(
-        json_text=json.dumps(data, ensure_ascii=False),
+    info = TokenizerInfo(
+        file=TOKENIZER_FILE,
         lowercase=chosen,
         lowercase_source=source,
         vocab_uppercase_share=round(share, 4),
         max_length=max_length,
-        special_ids=ids,
+        cls_token_id=ids["cls"],
+        sep_token_id=ids["sep"],
+        pad_token_id=ids["pad"],
+        mask_token_id=ids["mask"],
+        unk_token_id=ids["unk"],
         mask_token=str(tok.mask_token or "[MASK]"),
     )
+    return TokenizerExport(json_text=json.dumps(data, ensure_ascii=False), info=info)

@@ -8,6 +8,16 @@ from typing import Any
 
 import numpy as np
 from clinbert_onnx.errors import ExportError
+from clinbert_onnx.schema import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LAST_HIDDEN_STATE,
+    MASK_LOGITS,
+    MASK_POSITIONS,
+    TOKEN_TYPE_IDS,
+    Parity,
+    TokenizerInfo,
+)
 
 
 def _batches(
@@ -33,11 +43,10 @@ def check_parity(
     onnx_path: Path,
     tokenizer_json: Path,
     texts: list[str],
-    special: dict[str, int],
-    max_length: int,
+    special: TokenizerInfo,
     has_head: bool,
     tolerance: float,
-) -> dict[str, float]:
+) -> Parity:
     import onnxruntime as ort
     import torch
     from tokenizers import Tokenizer
@@ -49,26 +58,26 @@ def check_parity(
     for input_ids, mask in _batches(
         tokenizer,
         texts,
-        max_length,
-        special["cls_token_id"],
-        special["sep_token_id"],
-        special["pad_token_id"],
+        special.max_length,
+        special.cls_token_id,
+        special.sep_token_id,
+        special.pad_token_id,
     ):
         lengths = mask.sum(axis=1)
         positions = (lengths // 2).astype(np.int64)
         if has_head:
             input_ids = input_ids.copy()
-            input_ids[np.arange(len(input_ids)), positions] = special["mask_token_id"]
-        feed = {"input_ids": input_ids, "attention_mask": mask}
-        if "token_type_ids" in names:
-            feed["token_type_ids"] = np.zeros_like(input_ids)
+            input_ids[np.arange(len(input_ids)), positions] = special.mask_token_id
+        feed = {INPUT_IDS: input_ids, ATTENTION_MASK: mask}
+        if TOKEN_TYPE_IDS in names:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(input_ids)
         flat = np.arange(len(input_ids)) * input_ids.shape[1] + positions
         if has_head:
-            feed["mask_positions"] = flat
-        outputs = ["last_hidden_state", "mask_logits"] if has_head else ["last_hidden_state"]
+            feed[MASK_POSITIONS] = flat
+        outputs = [LAST_HIDDEN_STATE, MASK_LOGITS] if has_head else [LAST_HIDDEN_STATE]
         onnx_out = session.run(outputs, feed)
         with torch.inference_mode():
-            t_in = {k: torch.from_numpy(v) for k, v in feed.items() if k != "mask_positions"}
+            t_in = {k: torch.from_numpy(v) for k, v in feed.items() if k != MASK_POSITIONS}
             if has_head:
                 out = torch_model(**t_in, output_hidden_states=True)
                 hidden = out.hidden_states[-1].numpy()
@@ -78,13 +87,14 @@ def check_parity(
                 hidden = torch_model(**t_in).last_hidden_state.numpy()
         valid = mask.astype(bool)
         worst_hidden = max(worst_hidden, float(np.abs(onnx_out[0][valid] - hidden[valid]).max()))
-    report = {"max_abs_diff_hidden": worst_hidden, "tolerance": tolerance}
-    if has_head:
-        report["max_abs_diff_mask_logits"] = worst_logits
     worst = max(worst_hidden, worst_logits)
     if worst > tolerance:
         raise ExportError(
             f"FP32 ONNX differs from PyTorch by {worst:.2e} (hidden {worst_hidden:.2e}, logits {worst_logits:.2e}), "
             f"over the {tolerance:.0e} tolerance"
         )
-    return report
+    return Parity(
+        max_abs_diff_hidden=worst_hidden,
+        tolerance=tolerance,
+        max_abs_diff_mask_logits=worst_logits if has_head else None,
+    )

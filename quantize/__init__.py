@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from clinbert_onnx.bundle import file_entry, open_bundle, write_manifest
 from clinbert_onnx.errors import BundleError
+from clinbert_onnx.schema import MANIFEST, Quality, VariantInfo
 
 from .onnx_io import data_name, save_model
 from .recipes import DEFAULT_INT8, RECIPES, GateThresholds, QuantRecipe, get_recipe
@@ -28,30 +29,44 @@ __all__ = [
 ]
 
 
-def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe) -> dict[str, Any]:
-    """Write the quantized/converted model for ``recipe`` to ``out_path``; return its manifest entry (no quality)."""
+def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe, name: str | None = None) -> VariantInfo:
+    """Write the quantized/converted model for ``recipe`` to ``out_path``; return its manifest record (no quality).
+
+    ``name`` is the variant's name in the manifest (default: the recipe's precision).
+    """
+    devices: tuple[str, ...]
     if recipe.precision == "int8":
         from .int8 import check_quantized, quantize_int8
 
         model = quantize_int8(fp32_path, out_path, recipe)
         counts = check_quantized(model, recipe)
-        devices = ["cpu"]
+        devices = ("cpu",)
     elif recipe.precision == "fp16":
         from .fp16 import convert_fp16
 
         model, counts = convert_fp16(fp32_path)
-        devices = ["cuda"]
+        devices = ("cuda",)
     else:
         raise BundleError(f"unknown precision {recipe.precision!r}")
     data = save_model(model, out_path)
-    return {
-        "file": out_path.name,
-        "data": data,
-        "precision": recipe.precision,
-        "devices": devices,
-        "fused_ops": counts,
-        "recipe": recipe.to_manifest(),
-    }
+    return VariantInfo(
+        name=name or recipe.precision,
+        file=out_path.name,
+        data=data,
+        precision=recipe.precision,
+        devices=devices,
+        fused_ops=counts,
+        recipe=recipe.info(),
+    )
+
+
+def gate_quality(
+    bundle_dir: Path, variant: str, recipe: QuantRecipe, thresholds: GateThresholds, allow_degraded: bool
+) -> Quality:
+    """The accuracy gate's report for ``variant`` of the bundle in ``bundle_dir`` (raises QualityGateError)."""
+    from .gate import gate_device, run_gate
+
+    return run_gate(bundle_dir, variant, thresholds, allow_degraded, gate_device(recipe), recipe.batch_invariant)
 
 
 def requantize(
@@ -60,10 +75,8 @@ def requantize(
     thresholds: GateThresholds,
     allow_degraded: bool,
     variant: str | None = None,
-) -> dict[str, Any]:
+) -> VariantInfo:
     """Rebuild one variant (default: the recipe's precision) of an existing bundle from its fp32 variant."""
-    from .gate import gate_device, run_gate
-
     bundle = open_bundle(bundle_dir)
     fp32 = bundle.variant("fp32")
     bundle.verify(fp32.files)
@@ -71,30 +84,33 @@ def requantize(
     final = bundle.path / f"model.{name}.onnx"
     final_data = bundle.path / data_name(final.name)
     staging = bundle.path / f".requantize-{name}-{os.getpid()}"
-    manifest = dict(bundle.manifest)
+    original = (bundle.path / MANIFEST).read_bytes()
     try:
         staging.mkdir()
-        entry = build_variant(bundle.path / fp32.file, staging / final.name, recipe)
-        staged = [f"{staging.name}/{final.name}", f"{staging.name}/{entry['data']}"]
-        entry["file"], entry["data"] = staged
-        manifest["variants"] = {**manifest["variants"], name: entry}
-        manifest["files"] = {**manifest["files"], **{f: file_entry(bundle.path / f) for f in staged}}
-        write_manifest(bundle.path, manifest)  # gate reads the staged files through a valid manifest
+        built = build_variant(bundle.path / fp32.file, staging / final.name, recipe, name)
+        staged = replace(built, file=f"{staging.name}/{final.name}", data=f"{staging.name}/{built.data}")
+        staged_files = {**bundle.files, **{f: file_entry(bundle.path / f) for f in staged.files}}
+        # the gate reads the staged files through a valid manifest
+        write_manifest(bundle.path, bundle.manifest.with_variant(staged).with_files(staged_files))
         try:
-            entry["quality"] = run_gate(
-                bundle.path, name, thresholds, allow_degraded, gate_device(recipe), recipe.batch_invariant
-            )
+            quality = gate_quality(bundle.path, name, recipe, thresholds, allow_degraded)
         except BaseException:
-            write_manifest(bundle.path, bundle.manifest)
+            _restore(bundle.path / MANIFEST, original)
             raise
-        (bundle.path / staged[1]).replace(final_data)
-        (bundle.path / staged[0]).replace(final)
-        entry["file"], entry["data"] = final.name, final_data.name
-        files = {k: v for k, v in manifest["files"].items() if k not in staged}
+        (bundle.path / str(staged.data)).replace(final_data)
+        (bundle.path / staged.file).replace(final)
+        done = replace(built, file=final.name, data=final_data.name, quality=quality)
+        files = {k: v for k, v in bundle.files.items() if k not in staged.files}
         files[final.name] = file_entry(final)
         files[final_data.name] = file_entry(final_data)
-        manifest["files"] = files
-        write_manifest(bundle.path, manifest)
+        write_manifest(bundle.path, bundle.manifest.with_variant(done).with_files(files))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return manifest["variants"][name]
+    return done
+
+
+def _restore(path: Path, content: bytes) -> None:
+    """Put back the manifest exactly as it was (atomically)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from clinbert_onnx.schema import ATTENTION_MASK, INPUT_IDS, MASK_POSITIONS, TOKEN_TYPE_IDS, TOKENIZER_FILE
 
 CALIBRATION_FILE = "data/calibration.txt"
 
@@ -26,6 +27,15 @@ def calibration_hash() -> str:
 
     data = resources.files("clinbert_onnx").joinpath(CALIBRATION_FILE).read_bytes()
     return hashlib.sha256(data).hexdigest()
+
+
+def max_positions(model: Any, default: int = 512) -> int:
+    """Rows of the fused graph's position-embedding table (``EmbedLayerNormalization`` input 3)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "EmbedLayerNormalization" and node.input[3] in inits:
+            return int(inits[node.input[3]].dims[0])
+    return default
 
 
 def activation_absmax(
@@ -51,9 +61,9 @@ def activation_absmax(
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     inputs = {i.name for i in session.get_inputs()}
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
     tokenizer.no_padding()
-    tokenizer.enable_truncation(128)
+    tokenizer.enable_truncation(min(128, max_positions(model)))
     out: dict[str, np.ndarray] = {}
     for start in range(0, len(sentences), batch):
         enc = tokenizer.encode_batch(sentences[start : start + batch])
@@ -63,12 +73,12 @@ def activation_absmax(
         for row, e in enumerate(enc):
             ids[row, : len(e.ids)] = e.ids
             mask[row, : len(e.ids)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
+        feed: dict[str, np.ndarray] = {INPUT_IDS: ids, ATTENTION_MASK: mask}
+        if TOKEN_TYPE_IDS in inputs:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
         real = mask.reshape(-1).astype(bool)
-        if "mask_positions" in inputs:
-            feed["mask_positions"] = np.flatnonzero(real).astype(np.int64)
+        if MASK_POSITIONS in inputs:
+            feed[MASK_POSITIONS] = np.flatnonzero(real).astype(np.int64)
         for name, value in zip(tensors, session.run(tensors, feed), strict=True):
             flat = value.reshape(-1, value.shape[-1])
             if flat.shape[0] == real.shape[0]:

@@ -3,13 +3,14 @@ the package. Runs with the torch-free runtime, so it works on a bundle anywhere.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from clinbert_onnx.errors import QualityGateError
+from clinbert_onnx.schema import Quality
 
 from .recipes import GateThresholds, QuantRecipe
 
@@ -38,11 +39,20 @@ DRIFT_TEXTS = 16
 DRIFT_COMPANIONS = 15
 
 
-def batch_drift(model: Any, sentences: list[str], seed: int = 0) -> dict[str, float]:
-    """How far a text's result moves with its batch-mates: each of the first ``DRIFT_TEXTS`` probe texts run
-    alone, then at a random place among ``DRIFT_COMPANIONS`` random other probe texts (one padded batch: the
-    model is loaded with a budget that holds it). Embeddings: worst element difference and lowest cosine;
-    fill-mask (when the bundle has the head): worst difference of the top-5 scores."""
+@dataclass(frozen=True)
+class Drift:
+    """How far a text's result moves with its batch-mates (see ``batch_drift``)."""
+
+    embedding_max: float
+    cosine_min: float
+    fill_mask_score_max: float | None
+
+
+def batch_drift(model: Any, sentences: list[str], seed: int = 0) -> Drift:
+    """Each of the first ``DRIFT_TEXTS`` probe texts run alone, then at a random place among
+    ``DRIFT_COMPANIONS`` random other probe texts (one padded batch: the model is loaded with a budget that
+    holds it). Embeddings: worst element difference and lowest cosine; fill-mask (when the bundle has the
+    head): worst difference of the top-5 scores."""
     rng = np.random.default_rng(seed)
     worst, cosine, fill = 0.0, 1.0, 0.0
     probes = masked_probes(sentences, model.bundle.tokenizer.mask_token) if model.has_mlm_head else []
@@ -50,9 +60,8 @@ def batch_drift(model: Any, sentences: list[str], seed: int = 0) -> dict[str, fl
         others = [j for j in range(len(sentences)) if j != i]
         companions = [sentences[j] for j in rng.choice(others, DRIFT_COMPANIONS, replace=False)]
         place = int(rng.integers(0, DRIFT_COMPANIONS + 1))
-        batch = [*companions[:place], text, *companions[place:]]
         alone = model.embed([text])[0]
-        among = model.embed(batch)[place]
+        among = model.embed([*companions[:place], text, *companions[place:]])[place]
         worst = max(worst, float(np.abs(alone - among).max()))
         cosine = min(cosine, float(alone @ among))
         if i < len(probes):
@@ -61,14 +70,12 @@ def batch_drift(model: Any, sentences: list[str], seed: int = 0) -> dict[str, fl
             b = model.fill_mask([*mates[:place], probes[i], *mates[place:]], top_k=5)[place]
             by_token = {p["token"]: p["score"] for p in b}
             fill = max(fill, max(abs(p["score"] - by_token.get(p["token"], 0.0)) for p in a))
-    report = {"batch_drift_max": float(f"{worst:.3g}"), "batch_cosine_min": round(cosine, 9)}
-    if probes:
-        report["batch_drift_fill_mask_score_max"] = float(f"{fill:.3g}")
-    return report
+    return Drift(float(f"{worst:.3g}"), round(cosine, 9), float(f"{fill:.3g}") if probes else None)
 
 
-def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu") -> dict[str, Any]:
-    """Agreement figures of ``variant`` with ``reference`` (both loaded from ``bundle_dir``), and its batch drift."""
+def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu") -> Quality:
+    """Agreement figures of ``variant`` with ``reference`` (both loaded from ``bundle_dir``) and its batch drift;
+    ``passed`` is None until ``run_gate`` judges them."""
     from clinbert_onnx.model import ClinicalBert
 
     ref = ClinicalBert.load(bundle_dir, device="cpu", variant=reference, verify=False)
@@ -78,50 +85,53 @@ def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str
         bundle_dir, device=device, variant=variant, verify=False, token_budget=budget, max_batch=DRIFT_COMPANIONS + 1
     )
     sentences = probe_sentences()
-    a = ref.embed(sentences)
-    b = cand.embed(sentences)
-    cos = (a * b).sum(axis=1)
-    report: dict[str, Any] = {
-        "reference": reference,
-        "device": cand.device,
-        "probe_sentences": len(sentences),
-        "embedding_cosine_mean": round(float(cos.mean()), 5),
-        "embedding_cosine_min": round(float(cos.min()), 5),
-    }
+    cos = (ref.embed(sentences) * cand.embed(sentences)).sum(axis=1)
+    drift = batch_drift(cand, sentences)
+    quality = Quality(
+        passed=None,
+        reference=reference,
+        device=cand.device,
+        probe_sentences=len(sentences),
+        embedding_cosine_mean=round(float(cos.mean()), 5),
+        embedding_cosine_min=round(float(cos.min()), 5),
+        batch_drift_max=drift.embedding_max,
+        batch_cosine_min=drift.cosine_min,
+        batch_drift_fill_mask_score_max=drift.fill_mask_score_max,
+    )
     if ref.has_mlm_head:
         probes = masked_probes(sentences, ref.bundle.tokenizer.mask_token)
         ra = ref.fill_mask(probes, top_k=5)
         rb = cand.fill_mask(probes, top_k=5)
         top1 = [x[0]["token"] == y[0]["token"] for x, y in zip(ra, rb, strict=True)]
         top5 = [len({p["token"] for p in x} & {p["token"] for p in y}) / 5 for x, y in zip(ra, rb, strict=True)]
-        report.update(
+        quality = replace(
+            quality,
             fill_mask_probes=len(probes),
             fill_mask_top1_agreement=round(float(np.mean(top1)), 4),
             fill_mask_top5_overlap=round(float(np.mean(top5)), 4),
         )
-    report.update(batch_drift(cand, sentences))
-    return report
+    return quality
 
 
-def judge(report: dict[str, Any], thresholds: GateThresholds, batch_invariant: bool = True) -> list[str]:
+def judge(quality: Quality, thresholds: GateThresholds, batch_invariant: bool = True) -> list[str]:
     """The figures that missed their threshold, as readable strings (empty when the gate passes).
 
     Batch drift is judged only for recipes that claim batch invariance; the batch-dependent opt-ins
     (``int8-dynamic-tensor`` and its kin) report it, and their manifest says so."""
-    checks = [
-        ("embedding_cosine_mean", thresholds.cosine_mean),
-        ("embedding_cosine_min", thresholds.cosine_min),
-        ("fill_mask_top1_agreement", thresholds.top1_agreement),
-        ("fill_mask_top5_overlap", thresholds.top5_overlap),
-    ]
-    missed = [
-        f"{name} {report[name]:.4f} < {limit}" for name, limit in checks if name in report and report[name] < limit
-    ]
+    floors = {
+        "embedding_cosine_mean": thresholds.cosine_mean,
+        "embedding_cosine_min": thresholds.cosine_min,
+        "fill_mask_top1_agreement": thresholds.top1_agreement,
+        "fill_mask_top5_overlap": thresholds.top5_overlap,
+    }
+    figures = quality.figures()
+    missed = [f"{name} {figures[name]:.4f} < {floor}" for name, floor in floors.items() if figures.get(name, 1) < floor]
     if batch_invariant:
-        if report.get("batch_drift_max", 0.0) > thresholds.batch_drift_max:
-            missed.append(f"batch_drift_max {report['batch_drift_max']:.3g} > {thresholds.batch_drift_max}")
-        if report.get("batch_cosine_min", 1.0) < thresholds.batch_cosine_min:
-            missed.append(f"batch_cosine_min {report['batch_cosine_min']:.9f} < {thresholds.batch_cosine_min}")
+        drift, cosine = quality.batch_drift_max, quality.batch_cosine_min
+        if drift is not None and drift > thresholds.batch_drift_max:
+            missed.append(f"batch_drift_max {drift:.3g} > {thresholds.batch_drift_max}")
+        if cosine is not None and cosine < thresholds.batch_cosine_min:
+            missed.append(f"batch_cosine_min {cosine:.9f} < {thresholds.batch_cosine_min}")
     return missed
 
 
@@ -142,16 +152,16 @@ def run_gate(
     allow_degraded: bool,
     device: str = "cpu",
     batch_invariant: bool = True,
-) -> dict[str, Any]:
-    report = measure(bundle_dir, variant, device=device)
-    report["batch_invariant"] = batch_invariant
-    missed = judge(report, thresholds, batch_invariant)
-    report["thresholds"] = asdict(thresholds)
-    report["passed"] = not missed
-    report["missed"] = missed
+) -> Quality:
+    """Measure and judge ``variant``; raises QualityGateError on a miss unless ``allow_degraded``."""
+    quality = measure(bundle_dir, variant, device=device)
+    missed = judge(quality, thresholds, batch_invariant)
+    quality = replace(
+        quality, batch_invariant=batch_invariant, thresholds=asdict(thresholds), passed=not missed, missed=tuple(missed)
+    )
     if missed and not allow_degraded:
         raise QualityGateError(
             f"variant {variant} failed the accuracy gate against fp32: {'; '.join(missed)} "
             "(use another --recipe, or --allow-degraded to keep it anyway)"
         )
-    return report
+    return quality

@@ -135,12 +135,14 @@ class _Rewriter:
         zero = self._const(f"pt.w_zp{len(scale)}", np.zeros(len(scale), dtype=np.int8))
         return _Weight(self._const(name + "_pt_q", w_q), self._const(name + "_pt_scale", scale), zero, len(scale))
 
-    def project(self, x: str, weight: np.ndarray, y: str, prefix: str, out: list[Any]) -> None:
-        """``y = x @ weight`` as a per-token int8 layer, smoothed where calibration saw ``x``.
+    def project(self, x: str, weight: np.ndarray, ys: list[str], prefix: str, out: list[Any]) -> None:
+        """``concat(ys) = x @ weight`` as per-token int8 layers, smoothed where calibration saw ``x``.
 
-        Smoothing (SmoothQuant, Xiao et al. 2023) divides each input channel k by
-        ``s_k = absmax_k^alpha / max|W_k|^(1-alpha)`` and multiplies weight row k by it: the product is unchanged,
-        but the outlier channels of BERT's residual stream no longer set every token's grid alone.
+        ``ys`` names equal column blocks of ``weight`` (Q, K and V as three GEMMs on one quantized input, which
+        costs less than one GEMM and a Split). Smoothing (SmoothQuant, Xiao et al. 2023) divides each input
+        channel k by ``s_k = absmax_k^alpha / max|W_k|^(1-alpha)`` and multiplies weight row k by it: the
+        product is unchanged, but the outlier channels of BERT's residual stream no longer set every token's
+        grid alone.
         """
         from onnx import helper
 
@@ -155,7 +157,11 @@ class _Rewriter:
             inverse = self._const(prefix + "smooth_inv", (1.0 / factor).astype(np.float32))
             out.append(helper.make_node("Mul", [x, inverse], [prefix + "smoothed"], name=prefix + "smooth"))
             x, weight = prefix + "smoothed", weight * factor[:, None]
-        self.linear(x, weight.shape[0], self.int8_weight(prefix + "w", weight), y, prefix, out, zp)
+        width = weight.shape[1] // len(ys)
+        for i, y in enumerate(ys):
+            part = prefix if len(ys) == 1 else f"{prefix}{i}/"
+            block = np.ascontiguousarray(weight[:, i * width : (i + 1) * width])
+            self.linear(x, weight.shape[0], self.int8_weight(part + "w", block), y, part, out, zp)
 
     def linear(self, x: str, k: int, w: _Weight, y: str, prefix: str, out: list[Any], zp: int | None = None) -> None:
         """``y = dequant(quant_rows(x) @ w)``: per-token activations, per-channel (or per-tensor) weights.
@@ -192,7 +198,7 @@ def _float_initializer(rw: _Rewriter, name: str) -> np.ndarray | None:
 
 
 def _attention(rw: _Rewriter, node: Any, out: list[Any]) -> bool:
-    """Attention(x, W_qkv, b, mask) -> per-token projection, Split, MultiHeadAttention(q, k, v, b, mask)."""
+    """Attention(x, W_qkv, b, mask) -> per-token Q, K, V projections -> MultiHeadAttention(q, k, v, b, mask)."""
     from onnx import helper
 
     weight = _float_initializer(rw, node.input[1])
@@ -202,11 +208,8 @@ def _attention(rw: _Rewriter, node: Any, out: list[Any]) -> bool:
     if set(attrs) - {"num_heads", "scale", "mask_filter_value"}:
         return False  # unidirectional, qkv_hidden_sizes, past...: leave the node to the caller
     p = f"pt/{node.name or node.output[0]}/"
-    hidden = weight.shape[1] // 3
-    split = rw._const(f"pt.split{hidden}", np.array([hidden] * 3, dtype=np.int64))
-    rw.project(node.input[0], weight, p + "qkv", p, out)
+    rw.project(node.input[0], weight, [p + "q", p + "k", p + "v"], p, out)
     out += [
-        helper.make_node("Split", [p + "qkv", split], [p + "q", p + "k", p + "v"], name=p + "split", axis=-1),
         helper.make_node(
             "MultiHeadAttention",
             [p + "q", p + "k", p + "v", node.input[2], node.input[3]],
@@ -273,7 +276,7 @@ def _decoder(rw: _Rewriter, dec: _Decoder, nodes: list[Any], out: list[Any]) -> 
         weight = _float_initializer(rw, table)
         if weight is None:
             return False
-        rw.project(x, np.ascontiguousarray(weight.T), p + "logits", p, out)
+        rw.project(x, np.ascontiguousarray(weight.T), [p + "logits"], p, out)
     out.append(helper.make_node("Add", [p + "logits", bias], [y], name=p + "bias"))
     return True
 
@@ -319,7 +322,7 @@ def quantize_per_token(
             continue
         weight = _float_initializer(rw, node.input[1]) if node.op_type == "MatMul" else None
         if weight is not None and weight.ndim == 2:
-            rw.project(node.input[0], weight, node.output[0], f"pt/{node.name or node.output[0]}/", new)
+            rw.project(node.input[0], weight, [node.output[0]], f"pt/{node.name or node.output[0]}/", new)
             counts["linear"] += 1
         elif node.op_type == "Attention" and quantize_attention and _attention(rw, node, new):
             counts["attention"] += 1

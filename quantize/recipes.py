@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clinbert_onnx.errors import InputError
+from clinbert_onnx.schema import RecipeInfo
 
 
 @dataclass(frozen=True)
@@ -61,24 +62,37 @@ class QuantRecipe:
     description: str = ""
 
     @property
+    def per_token(self) -> bool:
+        return self.precision == "int8" and self.activations == "per-token"
+
+    @property
     def batch_invariant(self) -> bool:
         """A text's output does not depend on what it is batched with (FP16/FP32 and per-token INT8)."""
         return self.precision != "int8" or self.activations == "per-token"
 
-    def to_manifest(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "precision": self.precision,
-            "activations": self.activations if self.precision == "int8" else None,
-            "smoothing": self.smoothing if self.precision == "int8" and self.activations == "per-token" else None,
-            "batch_invariant": self.batch_invariant,
-            "per_channel": self.per_channel,
-            "quantize_attention": self.quantize_attention,
-            "quantize_embeddings": self.quantize_embeddings,
-            "nodes_to_exclude": list(self.nodes_to_exclude),
-            "decoder": self.decoder if self.activations == "per-tensor" else None,
-            "method": _METHODS[(self.precision, self.activations if self.precision == "int8" else "")],
-        }
+    def info(self) -> RecipeInfo:
+        """The manifest's record of this recipe."""
+        int8 = self.precision == "int8"
+        return RecipeInfo(
+            name=self.name,
+            precision=self.precision,
+            activations=self.activations if int8 else None,
+            smoothing=self.smoothing if self.per_token else None,
+            calibration_sha256=_calibration_hash() if self.per_token and self.smoothing > 0 else None,
+            batch_invariant=self.batch_invariant,
+            per_channel=self.per_channel,
+            quantize_attention=self.quantize_attention,
+            quantize_embeddings=self.quantize_embeddings,
+            nodes_to_exclude=self.nodes_to_exclude,
+            decoder=self.decoder if int8 and not self.per_token else None,
+            method=_METHODS[(self.precision, self.activations if int8 else "")],
+        )
+
+
+def _calibration_hash() -> str:
+    from .calibrate import calibration_hash
+
+    return calibration_hash()
 
 
 _METHODS = {

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .schema import ATTENTION_MASK, CONFIG_FILE, INPUT_IDS, LAST_HIDDEN_STATE, MASK_POSITIONS, TOKEN_TYPE_IDS
+
 LENGTHS = (16, 64, 128, 512)
 THROUGHPUT_BATCH = 32
 THROUGHPUT_LENGTH = 128
@@ -178,11 +180,11 @@ def token_rows(tokenizer: Any, sentences: list[str], length: int, rows: int, cls
 
 
 def feed_for(ids: np.ndarray, input_names: set[str]) -> dict[str, np.ndarray]:
-    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    if "token_type_ids" in input_names:
-        feed["token_type_ids"] = np.zeros_like(ids)
-    if "mask_positions" in input_names:
-        feed["mask_positions"] = np.zeros(0, dtype=np.int64)
+    feed = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids)}
+    if TOKEN_TYPE_IDS in input_names:
+        feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
+    if MASK_POSITIONS in input_names:
+        feed[MASK_POSITIONS] = np.zeros(0, dtype=np.int64)
     return feed
 
 
@@ -244,7 +246,7 @@ def cold_start_child(t_imported_start: float, argv: list[str]) -> None:
     tok = model.bundle.tokenizer
     length = min(THROUGHPUT_LENGTH, model.max_length)
     ids = token_rows(model.tokenizer, probe_texts(), length, THROUGHPUT_BATCH, tok.cls_token_id, tok.sep_token_id)
-    model.session.run(["last_hidden_state"], feed_for(ids, {i.name for i in model.session.get_inputs()}))
+    model.session.run([LAST_HIDDEN_STATE], feed_for(ids, {i.name for i in model.session.get_inputs()}))
     print(
         json.dumps(
             {
@@ -323,7 +325,7 @@ def run_bench(
         n: ClinicalBert.load(bundle_path, device="cpu", variant=n, verify=False, session_config=config) for n in names
     }
     first = next(iter(models.values()))
-    cfg = json.loads((bundle.path / "config.json").read_text(encoding="utf-8"))
+    cfg = json.loads((bundle.path / CONFIG_FILE).read_text(encoding="utf-8"))
     dims = {
         "layers": int(cfg["num_hidden_layers"]),
         "hidden": int(cfg["hidden_size"]),
@@ -414,4 +416,4 @@ def _bound(fn: Callable[[Any], object], arg: Any) -> Callable[[], object]:
 
 def _session_call(model: Any, ids: np.ndarray) -> Callable[[], object]:
     feed = feed_for(ids, {i.name for i in model.session.get_inputs()})
-    return lambda: model.session.run(["last_hidden_state"], feed)
+    return lambda: model.session.run([LAST_HIDDEN_STATE], feed)

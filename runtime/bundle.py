@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import BundleError, ChecksumError
 from .onnx_scan import external_data_locations
+from .schema import FORMAT_NAME, FORMAT_VERSION, MANIFEST, FileEntry, Manifest, TokenizerInfo, VariantInfo
 
-FORMAT_NAME = "clinbert-onnx-bundle"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "Bundle",
+    "TokenizerInfo",
+    "VariantInfo",
+    "file_entry",
+    "open_bundle",
+    "read_manifest",
+    "sha256_file",
+    "write_manifest",
+]
 _HASH_CHUNK = 4 << 20
 
 
@@ -32,48 +43,42 @@ def sha256_file(path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class TokenizerInfo:
-    file: str
-    lowercase: bool
-    max_length: int
-    cls_token_id: int
-    sep_token_id: int
-    pad_token_id: int
-    mask_token_id: int
-    unk_token_id: int
-    mask_token: str
-
-
-@dataclass(frozen=True)
-class VariantInfo:
-    name: str
-    file: str
-    precision: str
-    devices: tuple[str, ...]
-    raw: dict[str, Any]
-    data: str | None = None
-
-    @property
-    def files(self) -> tuple[str, ...]:
-        """The graph file and, when the weights are stored beside it, their external-data file."""
-        return (self.file, self.data) if self.data else (self.file,)
-
-
-@dataclass(frozen=True)
 class Bundle:
-    """A parsed, checked bundle. ``manifest`` is the raw JSON for reporting; typed fields for use."""
+    """A parsed, checked bundle: the typed ``manifest`` (see :mod:`clinbert_onnx.schema`) and ``raw``, the JSON
+    as read (for ``clinbert info --json``)."""
 
     path: Path
-    manifest: dict[str, Any]
-    tokenizer: TokenizerInfo
-    variants: dict[str, VariantInfo]
-    hidden_size: int
-    has_mlm_head: bool
-    model_id: str
+    manifest: Manifest
+    raw: dict[str, Any]
 
     @property
-    def files(self) -> dict[str, dict[str, Any]]:
-        return dict(self.manifest["files"])
+    def tokenizer(self) -> TokenizerInfo:
+        return self.manifest.tokenizer
+
+    @property
+    def variants(self) -> Mapping[str, VariantInfo]:
+        return self.manifest.variants
+
+    @property
+    def files(self) -> Mapping[str, FileEntry]:
+        return self.manifest.files
+
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+    @property
+    def hidden_size(self) -> int:
+        return self.manifest.model.hidden_size
+
+    @property
+    def has_mlm_head(self) -> bool:
+        return self.manifest.model.has_mlm_head
+
+    @property
+    def model_id(self) -> str:
+        """The Hub id, else the bundle folder's name (never a local path)."""
+        return self.manifest.source.model_id or self.path.resolve().name
 
     def variant(self, name: str) -> VariantInfo:
         if name not in self.variants:
@@ -119,21 +124,21 @@ class Bundle:
         return wait
 
     def _check_size(self, name: str) -> Path:
-        entry = self.manifest["files"].get(name)
+        entry = self.files.get(name)
         if entry is None:
             raise BundleError(f"{name} is not listed in {self.path / MANIFEST}")
         target = self.path / name
         if not target.is_file():
             raise BundleError(f"bundle file missing: {target}")
-        if target.stat().st_size != entry["size"]:
+        if target.stat().st_size != entry.size:
             raise ChecksumError(
-                f"{target} has {target.stat().st_size} bytes, the manifest says {entry['size']}: "
+                f"{target} has {target.stat().st_size} bytes, the manifest says {entry.size}: "
                 "the file was modified or truncated"
             )
         return target
 
     def _check_hash(self, name: str, target: Path) -> None:
-        if sha256_file(target) != self.manifest["files"][name]["sha256"]:
+        if sha256_file(target) != self.files[name].sha256:
             raise ChecksumError(f"{target} does not match its sha256 in the manifest: the file was modified")
 
     def check_external_data(self, variant: VariantInfo) -> list[str]:
@@ -151,28 +156,22 @@ class Bundle:
                     f"{variant.file} references external data outside the bundle ({location!r}); refusing to load"
                 )
             name = target.relative_to(root).as_posix()
-            if name not in self.manifest["files"]:
+            if name not in self.files:
                 raise BundleError(f"{variant.file} references external data {location!r} not in the manifest")
             found.append(name)
         return found
 
     def variant_mb(self, variant: VariantInfo) -> float:
         """Size on disk of a variant (graph plus weights), from the manifest."""
-        files = self.files
-        return sum(int(files.get(f, {}).get("size", 0)) for f in variant.files) / 1e6
+        return sum(self.files[f].size for f in variant.files if f in self.files) / 1e6
 
 
 def _done() -> None:
     """Nothing left to wait for."""
 
 
-def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
-    if key not in mapping:
-        raise BundleError(f"manifest is missing '{where}{key}'")
-    return mapping[key]
-
-
 def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest's JSON object, after checking that ``path`` is a bundle folder (not yet its fields)."""
     root = Path(path)
     if not root.exists():
         raise BundleError(f"bundle not found: {root}")
@@ -185,67 +184,28 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+    if not isinstance(manifest, dict):
         raise BundleError(f"{manifest_path} is not a {FORMAT_NAME} manifest")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(
-            f"{manifest_path} has format_version {version}; this clinbert-onnx reads version {FORMAT_VERSION}"
-        )
     return manifest
 
 
 def open_bundle(path: str | Path) -> Bundle:
     """Parse and sanity-check a bundle's manifest. Does not hash files: call :meth:`Bundle.verify`."""
     root = Path(path)
-    manifest = read_manifest(root)
+    raw = read_manifest(root)
     try:
-        tok = _require(manifest, "tokenizer", "")
-        tokenizer = TokenizerInfo(
-            file=str(tok["file"]),
-            lowercase=bool(tok["lowercase"]),
-            max_length=int(tok["max_length"]),
-            cls_token_id=int(tok["cls_token_id"]),
-            sep_token_id=int(tok["sep_token_id"]),
-            pad_token_id=int(tok["pad_token_id"]),
-            mask_token_id=int(tok["mask_token_id"]),
-            unk_token_id=int(tok["unk_token_id"]),
-            mask_token=str(tok["mask_token"]),
-        )
-        model = _require(manifest, "model", "")
-        variants = {
-            name: VariantInfo(
-                name=name,
-                file=str(v["file"]),
-                precision=str(v["precision"]),
-                devices=tuple(v.get("devices", ("cpu",))),
-                raw=v,
-                data=str(v["data"]) if v.get("data") else None,
-            )
-            for name, v in _require(manifest, "variants", "").items()
-        }
-        _require(manifest, "files", "")
-        source = manifest.get("source", {})
-        model_id = str(source.get("model_id") or root.resolve().name)  # never expose a local path
-        return Bundle(
-            path=root,
-            manifest=manifest,
-            tokenizer=tokenizer,
-            variants=variants,
-            hidden_size=int(model["hidden_size"]),
-            has_mlm_head=bool(model["has_mlm_head"]),
-            model_id=model_id,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{root / MANIFEST} is malformed: {exc!r}") from None
+        manifest = Manifest.from_dict(raw)
+    except BundleError as exc:
+        raise BundleError(f"{root / MANIFEST}: {exc}") from None
+    return Bundle(path=root, manifest=manifest, raw=raw)
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+def file_entry(path: Path) -> FileEntry:
+    return FileEntry(size=path.stat().st_size, sha256=sha256_file(path))
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(folder: Path, manifest: Manifest) -> None:
     """Write ``manifest.json`` atomically (temporary file + rename)."""
     tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
     tmp.replace(folder / MANIFEST)

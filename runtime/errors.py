@@ -156,7 +156,11 @@ def require(module: str, extra: str) -> None:
     """Raise MissingDependencyError naming ``extra`` if ``module`` cannot be imported."""
     import importlib.util
 
-    if importlib.util.find_spec(module) is None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # find_spec("a.b") imports "a" first: a missing parent raises instead of None
+        spec = None
+    if spec is None:
         raise MissingDependencyError(
             f"this feature needs the '{module}' package: pip install \"clinbert-onnx[{extra}]\""
         )

@@ -24,6 +24,7 @@ from .batching import CALL_OVERHEAD_TOKENS, plan_batches
 from .bundle import Bundle, VariantInfo, open_bundle
 from .engine import Engine, OrtEngine
 from .errors import BundleError, InputError
+from .schema import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
 from .session import SessionConfig, create_session
 from .tasks import (
     HEADS,
@@ -148,20 +149,20 @@ class ClinicalBert:
     def name(self) -> str:
         """The hub id the bundle was exported from, else the bundle folder's name (never a local path): what the
         server reports as its model."""
-        source = self.bundle.manifest.get("source", {}).get("model_id")
+        source = self.bundle.manifest.source.model_id
         return str(source) if source else Path(self.bundle.path).resolve().name
 
     def info(self) -> dict[str, Any]:
-        m = self.bundle.manifest
+        quality = self.bundle.variants[self.variant].quality
         return {
             "model_id": self.bundle.model_id,
-            "revision": m.get("source", {}).get("revision"),
+            "revision": self.bundle.manifest.source.revision,
             "variant": self.variant,
             "device": self.device,
             "hidden_size": self.hidden_size,
             "max_length": self.max_length,
             "fill_mask": self.has_mlm_head,
-            "quality": self.bundle.variants[self.variant].raw.get("quality"),
+            "quality": quality.to_dict() if quality else None,
         }
 
     # ----------------------------------------------------------------------------------------------- stage 1
@@ -225,10 +226,10 @@ class ClinicalBert:
         for i, r in enumerate(rows):
             ids[i, : len(r.ids)] = r.ids
             attention[i, : len(r.ids)] = 1
-        feed: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": attention}
+        feed: dict[str, np.ndarray] = {INPUT_IDS: ids, ATTENTION_MASK: attention}
         inputs = self.engine.input_names
-        if "token_type_ids" in inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
+        if TOKEN_TYPE_IDS in inputs:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
         if MASK_INPUT in inputs:
             feed[MASK_INPUT] = np.zeros(0, dtype=np.int64)
         return feed

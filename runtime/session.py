@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .errors import DeviceError
+from .errors import BundleError, DeviceError
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -88,7 +88,7 @@ def cuda_unavailable_reason(available: list[str]) -> str | None:
     if not _installed("onnxruntime-gpu"):
         return (
             "the installed onnxruntime is the CPU-only build; install the GPU build with "
-            'pip uninstall -y onnxruntime && pip install "clinbert-onnx[gpu]"'
+            "pip uninstall -y clinbert-onnx onnxruntime && pip install clinbert-onnx-gpu"
         )
     return f"onnxruntime-gpu is installed but offers only {available}; check the CUDA/cuDNN libraries"
 
@@ -128,20 +128,40 @@ def _session_options(config: SessionConfig) -> ort.SessionOptions:
     return opts
 
 
+def _load_errors() -> tuple[type[Exception], ...]:
+    """The exceptions ONNX Runtime raises for a graph it cannot load (its own classes, derived from Exception)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented")
+    return (*(getattr(state, n) for n in names if hasattr(state, n)), RuntimeError)
+
+
+def _cpu_session(model_path: Path, opts: ort.SessionOptions) -> ort.InferenceSession:
+    """A CPU session; a graph ONNX Runtime rejects becomes a BundleError naming the file."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(model_path), sess_options=opts, providers=[CPU_EP])
+    except _load_errors() as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"ONNX Runtime cannot load {model_path}: {first}") from None
+
+
 def create_session(
     model_path: Path, device: str, config: SessionConfig
 ) -> tuple[ort.InferenceSession, Literal["cpu", "cuda"]]:
     """Create an InferenceSession on ``device`` ("cpu" | "cuda" | "auto"); return it with the device it really uses.
 
     ``auto`` falls back to CPU with one warning when the CUDA provider is compiled in but cannot start.
-    ``cuda`` raises DeviceError instead of silently running on CPU (ONNX Runtime's own behaviour).
+    ``cuda`` raises DeviceError instead of silently running on CPU (ONNX Runtime's own behaviour). A graph
+    ONNX Runtime rejects on CPU raises BundleError.
     """
     import onnxruntime as ort
 
     resolved = resolve_device(device, ort.get_available_providers())
     opts = _session_options(config)
     if resolved == "cpu":
-        return ort.InferenceSession(str(model_path), sess_options=opts, providers=[CPU_EP]), "cpu"
+        return _cpu_session(model_path, opts), "cpu"
     providers: list[str | tuple[str, dict[str, object]]] = [
         (CUDA_EP, {"device_id": config.cuda_device_id}),
         CPU_EP,
@@ -156,4 +176,4 @@ def create_session(
     if device == "cuda":
         raise DeviceError(f"device='cuda' requested but the CUDA provider could not start ({failure})")
     warnings.warn(f"CUDA provider could not start ({failure}); running on CPU", RuntimeWarning, stacklevel=3)
-    return ort.InferenceSession(str(model_path), sess_options=opts, providers=[CPU_EP]), "cpu"
+    return _cpu_session(model_path, opts), "cpu"

@@ -18,6 +18,7 @@ import numpy as np
 from . import fillmask
 from .errors import InputError, NoMaskHeadError
 from .pooling import POOLINGS, combine_windows, l2_normalize, pool
+from .schema import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, MASK_LOGITS, MASK_POSITIONS, MEAN_POOLED
 from .windows import Window, check_direction, check_long_text, default_overlap, embed_item, mask_item
 
 if TYPE_CHECKING:
@@ -25,10 +26,10 @@ if TYPE_CHECKING:
     from .model import ClinicalBert
 
 # The graph's tensor names (the bundle format's contract).
-HIDDEN_OUTPUT = "last_hidden_state"
-LOGITS_OUTPUT = "mask_logits"
-MASK_INPUT = "mask_positions"
-POOLED_OUTPUT = "mean_pooled"
+HIDDEN_OUTPUT = LAST_HIDDEN_STATE
+LOGITS_OUTPUT = MASK_LOGITS
+MASK_INPUT = MASK_POSITIONS
+POOLED_OUTPUT = MEAN_POOLED
 
 
 # ------------------------------------------------------------------------------------------------- options
@@ -146,7 +147,7 @@ class PoolHead:
             (pooled,) = engine.run([POOLED_OUTPUT], feed)
         else:
             (hidden,) = engine.run([HIDDEN_OUTPUT], feed)
-            pooled = pool(hidden, feed["attention_mask"], self.pooling)
+            pooled = pool(hidden, feed[ATTENTION_MASK], self.pooling)
         return list(pooled.astype(np.float32, copy=False))
 
 
@@ -154,7 +155,7 @@ class MaskLogitsHead:
     """Logits ``[masks_in_window, vocab]`` per window; the MLM head runs on masked positions only."""
 
     def run(self, engine: Engine, feed: dict[str, np.ndarray], windows: Sequence[Window]) -> list[np.ndarray]:
-        width = feed["input_ids"].shape[1]
+        width = feed[INPUT_IDS].shape[1]
         flat = [row * width + p for row, w in enumerate(windows) for p in w.masks]
         feed[MASK_INPUT] = np.asarray(flat, dtype=np.int64)
         (logits,) = engine.run([LOGITS_OUTPUT], feed)
@@ -174,7 +175,7 @@ class HiddenHead:
 
 
 HEADS: dict[str, Head] = {f"pool:{p}": PoolHead(p) for p in POOLINGS}
-HEADS["mask_logits"] = MaskLogitsHead()
+HEADS[MASK_LOGITS] = MaskLogitsHead()
 HEADS["hidden"] = HiddenHead()
 
 
@@ -318,7 +319,7 @@ class FillMaskTask:
             long_text=options.long_text,
         )
         for w in wins:
-            w.head = "mask_logits"
+            w.head = MASK_LOGITS
         return wins, where
 
     def finish(self, model: ClinicalBert, prepared: Prepared, outputs: Sequence[np.ndarray]) -> FillMaskResult:

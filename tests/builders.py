@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).parent / "data"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 #: Bio_ClinicalBERT's config.json (emilyalsentzer/Bio_ClinicalBERT), reproduced for shape-exact benchmarks.
-BIO_CLINICALBERT_CONFIG = {
+BIO_CLINICALBERT_CONFIG: dict[str, Any] = {
     "attention_probs_dropout_prob": 0.1,
     "hidden_act": "gelu",
     "hidden_dropout_prob": 0.1,

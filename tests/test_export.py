@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -41,8 +42,9 @@ def test_twelve_layer_fusion_counts_and_int8_facts(tmp_path):
     int8 = _ops(tmp_path / "b12" / "model.int8.onnx")
     assert int8["MultiHeadAttention"] == 12 and int8["Attention"] == 0 and int8["QAttention"] == 0
     assert int8["QEmbedLayerNormalization"] == 1
-    # QKV + out-proj + 2 FFN per layer, the head's dense, the tied decoder (reading the uint8 table)
-    assert int8["QGemm"] == 4 * 12 + 2
+    # Q, K, V, out-proj and 2 FFN per layer, the head's dense, the tied decoder (reading the uint8 table)
+    assert int8["QGemm"] == 6 * 12 + 2
+    # one per-token quantization per distinct input: Q, K and V share theirs
     assert int8["QuantizeLinear"] == 4 * 12 + 2
     assert int8["MatMul"] == 0 and int8["DynamicQuantizeMatMul"] == 0 and int8["DynamicQuantizeLinear"] == 0
     manifest = _manifest(tmp_path / "b12")
@@ -229,6 +231,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint, capsys, monke
     pickled = make_checkpoint(tmp_path / "pickled", weights="bin")
     assert "--allow-pickle" in _one_line_error(capsys, ["export", str(pickled), "--out", str(tmp_path / "o")], 5)
     assert main(["export", str(pickled), "--out", str(tmp_path / "p"), "--allow-pickle", "--variants", "fp32"]) == 0
+    capsys.readouterr()  # a successful export's progress lines
     assert _manifest(tmp_path / "p")["source"]["weights_format"].startswith("pytorch-pickle")
 
     from collections import namedtuple
@@ -316,3 +319,25 @@ def test_low_memory_decoder_gives_the_same_logits(tmp_path, tiny_bundle):
     after = ClinicalBert.load(copy, device="cpu").fill_mask(text, top_k=5)
     assert [p["token"] for p in after] == [p["token"] for p in before]
     np.testing.assert_allclose([p["score"] for p in after], [p["score"] for p in before], atol=1e-6)
+
+
+def test_export_shows_one_line_per_step_and_no_library_chatter(tmp_path, tiny_checkpoint, capfd, caplog):
+    chatter = ("pre-processing before quantization", "Failed to infer data type", "Some weights")
+    with pytest.warns(UserWarning, match="upper-case letters"):  # the casing warning is the user's: it stays
+        assert main(["export", str(tiny_checkpoint), "--out", str(tmp_path / "b")]) == 0
+    out, err = capfd.readouterr()
+    steps = re.findall(r"^\[(\d)/(\d)\] (.+?)  (\d+\.\d) s$", err, re.M)
+    labels = [s[2] for s in steps]
+    assert [int(s[0]) for s in steps] == list(range(1, 7)) and {s[1] for s in steps} == {"6"}, err
+    for expected in ("load", "export to ONNX", "fuse", "parity", "int8: build", "int8: accuracy gate"):
+        assert any(label.startswith(expected) for label in labels), (expected, labels)
+    assert re.search(r"^export done in \d+ s$", err, re.M)
+    assert "bundle written to" in out
+    everything = out + err + caplog.text
+    assert not [c for c in chatter if c in everything], everything
+
+
+def test_export_verbose_lets_the_libraries_speak(tmp_path, tiny_checkpoint, caplog):
+    with pytest.warns(UserWarning):
+        assert main(["--verbose", "export", str(tiny_checkpoint), "--out", str(tmp_path / "b")]) == 0
+    assert "pre-processing before quantization" in caplog.text

@@ -15,6 +15,7 @@ from clinbert_onnx.cli import main
 from clinbert_onnx.quantize.calibrate import calibration_sentences
 from clinbert_onnx.quantize.gate import judge, probe_sentences
 from clinbert_onnx.quantize.recipes import RECIPES, GateThresholds, get_recipe
+from clinbert_onnx.schema import Quality
 from conftest import requires_export
 
 pytestmark = requires_export
@@ -50,12 +51,17 @@ def test_recipes_say_whether_they_are_batch_invariant() -> None:
     assert "int8-dynamic-tensor" in dependent
     for name in dependent:
         assert "batch-dependent" in RECIPES[name].description
-        assert RECIPES[name].to_manifest()["batch_invariant"] is False
+        assert RECIPES[name].info().batch_invariant is False
 
 
 def test_gate_judges_drift_only_for_batch_invariant_recipes() -> None:
-    report = {"embedding_cosine_mean": 0.999, "embedding_cosine_min": 0.99, "batch_drift_max": 2e-3}
-    report["batch_cosine_min"] = 0.9999
+    report = Quality(
+        passed=None,
+        embedding_cosine_mean=0.999,
+        embedding_cosine_min=0.99,
+        batch_drift_max=2e-3,
+        batch_cosine_min=0.9999,
+    )
     missed = judge(report, GateThresholds(), batch_invariant=True)
     assert [m.split()[0] for m in missed] == ["batch_drift_max", "batch_cosine_min"]
     assert judge(report, GateThresholds(), batch_invariant=False) == []

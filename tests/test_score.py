@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def write_txt(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def write_jsonl(path: Path, records: list[object]) -> Path:
+def write_jsonl(path: Path, records: Sequence[object]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
 
@@ -40,7 +41,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def score(bundle: Path, inp: Path | str, out: Path, **kw: object):
     kw.setdefault("quiet", True)
-    return run_score(ScoreOptions(bundle=bundle, input=str(inp), out=out, **kw))  # type: ignore[arg-type]
+    return run_score(ScoreOptions(bundle=bundle, input=str(inp), out=out, **kw))
 
 
 def vectors_of(out: Path) -> tuple[list, np.ndarray]:

@@ -12,7 +12,7 @@ from clinbert_onnx.score.readers import open_reader
 
 
 def _reader(path: Path, **kw: object):
-    return open_reader(ScoreOptions(bundle=Path("unused"), input=str(path), out=path.with_suffix(".out.jsonl"), **kw))  # type: ignore[arg-type]
+    return open_reader(ScoreOptions(bundle=Path("unused"), input=str(path), out=path.with_suffix(".out.jsonl"), **kw))
 
 
 def _ids(rows) -> list:
@@ -70,7 +70,12 @@ def test_line_readers_seek_to_the_committed_offset(tmp_path: Path, fmt: str) -> 
 
 def test_jsonl_id_types_follow_the_first_record(tmp_path: Path) -> None:
     path = tmp_path / "n.jsonl"
-    records = [{"id": 1, "text": "a"}, {"id": "2", "text": "b"}, {"id": 3.5, "text": "c"}, {"id": True, "text": "d"}]
+    records: list[dict[str, object]] = [
+        {"id": 1, "text": "a"},
+        {"id": "2", "text": "b"},
+        {"id": 3.5, "text": "c"},
+        {"id": True, "text": "d"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     rows = list(_reader(path, id_column="id").rows())
     assert rows[0].id == 1 and rows[0].error is None

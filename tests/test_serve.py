@@ -8,6 +8,7 @@ import logging
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def tiny(tiny_bundle: Path) -> ClinicalBert:
 
 
 @pytest.fixture(scope="module")
-def url(tiny: ClinicalBert) -> str:
+def url(tiny: ClinicalBert) -> Iterator[str]:
     with running(create_app(tiny, LIMITS)) as base:
         yield base
 
@@ -278,7 +279,7 @@ def test_unexpected_error_is_generic_500_and_logged_without_text(
     def broken(windows):
         raise RuntimeError(f"boom while reading {MARKER}")
 
-    model.run = broken  # type: ignore[method-assign]
+    model.run = broken
     with caplog.at_level(logging.INFO), running(create_app(model, ServeConfig(warmup=False))) as base:
         response = httpx.post(f"{base}/embed", json={"inputs": MARKER})
     err = assert_tei_error(response, 424, "Backend")  # TEI's answer when inference fails
@@ -416,7 +417,7 @@ def test_cli_options_and_defaults() -> None:
 
     args = build_parser().parse_args(["serve", "b"])
     assert (args.host, args.port, args.api_key, args.cors_origins) == ("127.0.0.1", 8080, None, [])
-    help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()
     for option in (
         "--max-batch-tokens",
         "--max-client-batch-size",

@@ -151,10 +151,10 @@ def test_batcher_survives_its_own_bug(fp32: ClinicalBert) -> None:
         def broken(*args):
             raise RuntimeError("bug")
 
-        b._record = broken  # type: ignore[method-assign]
+        b._record = broken
         with pytest.raises(InferenceFailedError):
             await b.submit(embed(fp32, ["one"]))
-        b._record = real  # type: ignore[method-assign]
+        b._record = real
         return await b.submit(embed(fp32, ["two"]))
 
     assert asyncio.run(_with_batcher(fp32, body)).vectors.shape[0] == 1

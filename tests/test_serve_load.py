@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def poll_health(url: str, stop: threading.Event, latencies: list[float], failure
 
 
 async def client_loop(
-    http: httpx.AsyncClient,
+    http: Any,
     rng: random.Random,
     deadline: float,
     texts: list[str],

@@ -6,6 +6,7 @@ semantics (truncation, prompts, empty inputs, overload, routes that do not apply
 from __future__ import annotations
 
 import concurrent.futures as cf
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,13 @@ def tiny(tiny_bundle: Path) -> ClinicalBert:
 
 
 @pytest.fixture(scope="module")
-def url(tiny: ClinicalBert) -> str:
+def url(tiny: ClinicalBert) -> Iterator[str]:
     with running(create_app(tiny, LIMITS)) as base:
         yield base
 
 
 @pytest.fixture(scope="module")
-def client(url: str):
+def client(url: str) -> Iterator[Any]:
     with httpx.Client(base_url=url, timeout=30) as c:
         yield c
 
@@ -258,7 +259,7 @@ def test_embed_all_not_applicable_without_hidden_state(tiny_bundle: Path) -> Non
 
 # ------------------------------------------------------------------------------------------------- clients
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch):
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     hub = pytest.importorskip("huggingface_hub")
     monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", False)  # only loopback is reached: the model is a URL
     hub.utils.reset_sessions()  # a session cached by an earlier test carries the offline adapter

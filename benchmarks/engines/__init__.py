@@ -19,6 +19,7 @@ ENGINES: dict[str, str] = {
     "openvino-int8": "openvino_engine",
     "ours-fp32": "ours",
     "ours-int8": "ours",
+    "ours-int8-dynamic": "ours",
 }
 LABELS = {
     "torch-fp32": "PyTorch eager FP32",
@@ -26,7 +27,8 @@ LABELS = {
     "optimum-int8": "Optimum default (O2 + avx512_vnni dynamic INT8)",
     "openvino-int8": "OpenVINO INT8 (NNCF static)",
     "ours-fp32": "clinbert-onnx FP32",
-    "ours-int8": "clinbert-onnx INT8",
+    "ours-int8": "clinbert-onnx INT8 (per-token, default)",
+    "ours-int8-dynamic": "clinbert-onnx INT8 dynamic per-tensor (0.1 default, batch-dependent)",
 }
 
 

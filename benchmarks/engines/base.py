@@ -47,12 +47,12 @@ class Tokens:
     """The bundle's tokenizer.json (identical tokens for every engine, so only numerics differ)."""
 
     def __init__(self, bundle: Path) -> None:
-        import json
-
+        from clinbert_onnx.bundle import open_bundle
         from tokenizers import Tokenizer
 
-        max_length = int(json.loads((bundle / "manifest.json").read_text())["tokenizer"]["max_length"])
-        self.tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+        info = open_bundle(bundle).tokenizer
+        max_length = info.max_length
+        self.tok = Tokenizer.from_file(str(bundle / info.file))
         self.tok.no_padding()
         self.tok.enable_truncation(max_length)
         self.max_length = max_length

@@ -30,7 +30,7 @@ def _patch_quantizer() -> None:
     import optimum.onnxruntime.quantization as oq
     from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
 
-    class Quantizer(ONNXQuantizer):  # type: ignore[misc]
+    class Quantizer(ONNXQuantizer):
         def __init__(self, *args: Any, **kw: Any) -> None:
             kw["extra_options"] = {**kw.get("extra_options", {}), "DefaultTensorType": onnx.TensorProto.FLOAT}
             super().__init__(*args, **kw)

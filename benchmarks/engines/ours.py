@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from clinbert_onnx.schema import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LAST_HIDDEN_STATE,
+    MASK_LOGITS,
+    MASK_POSITIONS,
+    TOKEN_TYPE_IDS,
+)
 
 from .base import ModelSpec, top_k
 
@@ -31,21 +39,21 @@ class Ours:
         self.spec = spec
 
     def _feed(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        if "mask_positions" in self.inputs:
-            feed["mask_positions"] = positions if positions is not None else np.zeros(0, dtype=np.int64)
+        feed = {INPUT_IDS: ids, ATTENTION_MASK: mask}
+        if TOKEN_TYPE_IDS in self.inputs:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
+        if MASK_POSITIONS in self.inputs:
+            feed[MASK_POSITIONS] = positions if positions is not None else np.zeros(0, dtype=np.int64)
         return feed
 
     def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run(["last_hidden_state"], self._feed(ids, mask))[0]
+        return self.session.run([LAST_HIDDEN_STATE], self._feed(ids, mask))[0]
 
     def mask_top(self, ids: np.ndarray, mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int) -> np.ndarray:
-        if "mask_positions" not in self.inputs:
+        if MASK_POSITIONS not in self.inputs:
             raise NotImplementedError("no masked-LM head")
         flat = (rows * ids.shape[1] + cols).astype(np.int64)
-        (logits,) = self.session.run(["mask_logits"], self._feed(ids, mask, flat))  # [M, V]: masks only
+        (logits,) = self.session.run([MASK_LOGITS], self._feed(ids, mask, flat))  # [M, V]: masks only
         return top_k(logits, k)
 
     def embed(self, texts: list[str]) -> np.ndarray:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..schema import MANIFEST, Quality
 
 
 def register(sub: Any) -> None:
@@ -93,6 +94,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         thresholds=_thresholds(),
         allow_degraded=args.allow_degraded,
         parity_tolerance=args.parity_tolerance,
+        progress=True,
+        verbose=args.verbose,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -118,29 +121,23 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             recipe, name=f"{recipe.name}+exclude", nodes_to_exclude=(*recipe.nodes_to_exclude, *args.exclude_node)
         )
     entry = requantize(args.bundle, recipe, _thresholds(), args.allow_degraded, args.variant)
-    print(f"{args.variant or entry['precision']}: {entry['file']} ({entry['recipe']['name']})")
-    _print_quality(entry.get("quality"))
+    print(f"{entry.name}: {entry.file} ({entry.recipe.name if entry.recipe else '-'})")
+    _print_quality(entry.quality)
     return 0
 
 
-def _print_quality(q: dict[str, Any] | None) -> None:
+def _print_quality(q: Quality | None) -> None:
     if not q:
         return
-    keys = (
-        "embedding_cosine_mean",
-        "embedding_cosine_min",
-        "fill_mask_top1_agreement",
-        "fill_mask_top5_overlap",
-    )
-    figures = ", ".join(f"{k} {q[k]}" for k in keys if k in q)
-    status = {True: "passed", False: "FAILED (kept with --allow-degraded)", None: "not measured"}[q.get("passed")]
-    where = f" on {q['device']}" if q.get("device") else ""
-    print(f"    quality vs {q.get('reference', 'fp32')}{where}: {figures or q.get('note', '')} — {status}")
-    if "batch_drift_max" in q:
-        kind = "batch-invariant" if q.get("batch_invariant", True) else "BATCH-DEPENDENT (opt-in recipe)"
+    figures = ", ".join(f"{k} {v}" for k, v in q.figures().items())
+    status = {True: "passed", False: "FAILED (kept with --allow-degraded)", None: "not measured"}[q.passed]
+    where = f" on {q.device}" if q.device else ""
+    print(f"    quality vs {q.reference or 'fp32'}{where}: {figures or q.note or ''} — {status}")
+    if q.batch_drift_max is not None:
+        kind = "batch-invariant" if q.batch_invariant is not False else "BATCH-DEPENDENT (opt-in recipe)"
         print(
-            f"    batch drift (a text alone vs among random companions): max element {q['batch_drift_max']}, "
-            f"min cosine {q['batch_cosine_min']} — {kind}"
+            f"    batch drift (a text alone vs among random companions): max element {q.batch_drift_max}, "
+            f"min cosine {q.batch_cosine_min} — {kind}"
         )
 
 
@@ -149,37 +146,33 @@ def _print_info(path: Path) -> None:
 
     b = open_bundle(path)
     m = b.manifest
-    src = m["source"]
+    src = m.source
     print(f"bundle     {b.path}")
-    print(f"source     {src.get('model_id') or src.get('local_path')} @ {src.get('revision') or '-'}")
-    model = m["model"]
+    print(f"source     {src.model_id or src.local_path} @ {src.revision or '-'}")
+    model = m.model
     print(
-        f"model      {model['architecture']}: {model['num_layers']} layers x {model['hidden_size']}, "
-        f"vocab {model['vocab_size']}, tasks: embed{', fill-mask' if model['has_mlm_head'] else ''}"
+        f"model      {model.architecture}: {model.num_layers} layers x {model.hidden_size}, "
+        f"vocab {model.vocab_size}, tasks: embed{', fill-mask' if model.has_mlm_head else ''}"
     )
-    tok = m["tokenizer"]
-    print(f"tokenizer  lowercase={tok['lowercase']} ({tok['lowercase_source']}), max_length {tok['max_length']}")
-    print("versions   " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v))
+    tok = m.tokenizer
+    print(f"tokenizer  lowercase={tok.lowercase} ({tok.lowercase_source}), max_length {tok.max_length}")
+    print("versions   " + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v))
     print("variants")
     for name, v in b.variants.items():
         print(
             f"  {name:6} {'+'.join(v.files):42} {f'{b.variant_mb(v):,.1f} MB':>10}  {v.precision} for {'/'.join(v.devices)}"
         )
-        ops = v.raw.get("fused_ops") or {}
-        print("    ops: " + ", ".join(f"{k} {n}" for k, n in ops.items()))
-        parity = v.raw.get("parity")
-        if parity:
-            print(
-                "    parity vs PyTorch: " + ", ".join(f"{k} {val:.2e}" for k, val in parity.items() if k != "tolerance")
-            )
-        _print_quality(v.raw.get("quality"))
+        print("    ops: " + ", ".join(f"{k} {n}" for k, n in v.fused_ops.items()))
+        if v.parity:
+            print("    parity vs PyTorch: " + ", ".join(f"{k} {d:.2e}" for k, d in v.parity.figures().items()))
+        _print_quality(v.quality)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from ..bundle import open_bundle
 
     if args.json:
-        print(json.dumps(open_bundle(args.bundle).manifest, indent=2))
+        print(json.dumps(open_bundle(args.bundle).raw, indent=2))
     else:
         _print_info(args.bundle)
     return 0
@@ -192,7 +185,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     b.verify()
     for v in b.variants.values():
         b.check_external_data(v)
-    print(f"ok: {len(b.files)} files match their sha256 in {b.path / 'manifest.json'}")
+    print(f"ok: {len(b.files)} files match their sha256 in {b.path / MANIFEST}")
     return 0
 
 

@@ -128,7 +128,7 @@ def _model_identity(bundle: Bundle, info: dict[str, Any]) -> dict[str, Any]:
         "model_id": bundle.model_id,
         "variant": variant.name,
         "device": info["device"],
-        "sha256": [bundle.files.get(f, {}).get("sha256") for f in variant.files],
+        "sha256": [bundle.files[f].sha256 if f in bundle.files else None for f in variant.files],
     }
 
 

@@ -297,7 +297,7 @@ def tei_info(rt: Runtime) -> dict[str, Any]:
     precision = model.bundle.variants[model.variant].precision
     return {
         "model_id": model.bundle.model_id,
-        "model_sha": model.bundle.manifest.get("source", {}).get("revision"),
+        "model_sha": model.bundle.manifest.source.revision,
         "model_dtype": DTYPES.get(precision, precision),
         "served_model_name": rt.name,
         "model_type": {"embedding": {"pooling": "mean"}},

@@ -1,0 +1,436 @@
+"""The bundle schema: every manifest key and every graph tensor name, in one module.
+
+A bundle's ``manifest.json`` is a serialised :class:`Manifest`. Each record is a frozen dataclass whose field
+names are the JSON keys: ``to_dict`` writes the current format (:data:`FORMAT_VERSION`), ``from_dict`` reads
+it and every older version in :data:`READABLE_VERSIONS`, so bundles written before a format change still load.
+Keys a record does not know are kept in its ``extra`` and written back unchanged, so a newer exporter's
+additions survive ``clinbert quantize``. ``docs/bundle-format.md`` documents every field; a test holds the two
+together. Standard library only: the runtime imports this module.
+
+Format versions: a reader refuses a ``format_version`` outside :data:`READABLE_VERSIONS` and ignores keys it does
+not know, so fields are added without a new version when an older reader stays correct by ignoring them; the
+version goes up when it would not. Within version 1, ``task`` was added (0.2): a manifest written before it
+gets its task from ``model.has_mlm_head`` (fill-mask with a head, else feature-extraction), as older readers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from typing import Any, TypeVar
+
+from .errors import BundleError
+
+FORMAT_NAME = "clinbert-onnx-bundle"
+FORMAT_VERSION = 1
+READABLE_VERSIONS = (1,)
+MANIFEST = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "config.json"
+
+# ------------------------------------------------------------------------------------------------ graph names
+#: Graph inputs (int64). ``mask_positions`` holds flat indices ``row * padded_length + position``.
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+TOKEN_TYPE_IDS = "token_type_ids"
+MASK_POSITIONS = "mask_positions"
+#: Graph outputs (float32).
+LAST_HIDDEN_STATE = "last_hidden_state"
+MEAN_POOLED = "mean_pooled"
+MASK_LOGITS = "mask_logits"
+ENCODER_INPUTS = (INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)
+MASK_POSITIONS_LAYOUT = "int64 [num_masks]: flat indices row * padded_length + position"
+
+# ------------------------------------------------------------------------------------------------ tasks
+FEATURE_EXTRACTION = "feature-extraction"
+FILL_MASK = "fill-mask"
+#: Reserved for heads a later version adds; a bundle naming one is refused by this version.
+PLANNED_TASKS = ("token-classification", "text-classification")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task's graph looks like: the transformers class exported, its inputs and outputs.
+
+    Every task also serves embeddings (``last_hidden_state`` and ``mean_pooled`` are always outputs).
+    """
+
+    name: str
+    architecture: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+TASKS: dict[str, TaskSpec] = {
+    FEATURE_EXTRACTION: TaskSpec(FEATURE_EXTRACTION, "BertModel", ENCODER_INPUTS, (LAST_HIDDEN_STATE, MEAN_POOLED)),
+    FILL_MASK: TaskSpec(
+        FILL_MASK,
+        "BertForMaskedLM",
+        (*ENCODER_INPUTS, MASK_POSITIONS),
+        (LAST_HIDDEN_STATE, MEAN_POOLED, MASK_LOGITS),
+    ),
+}
+
+# ------------------------------------------------------------------------------------------------ reading
+_OMIT_NONE = {"omit_none": True}  # field metadata: not written when None (absent from older bundles)
+_NOT_A_KEY = {"key": False}  # field metadata: not a JSON key (a variant's name is its key in `variants`)
+R = TypeVar("R", bound="_Record")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("an integer")
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("a number")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("true or false")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a string")
+    return value
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("an object")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("a list")
+    return value
+
+
+#: How each field annotation is read from JSON (records are looked up by class name).
+_SCALARS: dict[str, Callable[[Any], Any]] = {
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "str": _str,
+    "tuple[str, ...]": lambda v: tuple(_str(x) for x in _list(v)),
+    "Mapping[str, int]": lambda v: {str(k): _int(x) for k, x in _obj(v).items()},
+    "Mapping[str, float]": lambda v: {str(k): _float(x) for k, x in _obj(v).items()},
+    "Mapping[str, str | None]": lambda v: {str(k): None if x is None else _str(x) for k, x in _obj(v).items()},
+}
+_RECORDS: dict[str, type[_Record]] = {}
+
+
+def _read_field(data: dict[str, Any], f: Field[Any], path: str) -> Any:
+    kind = str(f.type)
+    nullable = kind.endswith(" | None")
+    kind = kind.removesuffix(" | None")
+    has_default = f.default is not MISSING or f.default_factory is not MISSING
+    value = data.get(f.name)
+    if value is None:
+        if f.name in data and not (nullable or has_default):
+            raise BundleError(f"manifest field '{path}' must not be null")
+        if has_default:
+            return f.default_factory() if f.default_factory is not MISSING else f.default
+        if nullable:
+            return None
+        raise BundleError(f"manifest is missing '{path}'")
+    if kind in _RECORDS:
+        return _RECORDS[kind].from_dict(value, path)
+    if kind.startswith("Mapping[str, ") and kind[13:-1] in _RECORDS:
+        record = _RECORDS[kind[13:-1]]
+        return {str(k): record.from_dict(v, f"{path}.{k}") for k, v in _checked(_obj, value, path).items()}
+    return _checked(_SCALARS[kind], value, path)
+
+
+def _checked(conv: Callable[[Any], Any], value: Any, path: str) -> Any:
+    try:
+        return conv(value)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"manifest field '{path}' must be {exc}") from None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+class _Record:
+    """Base of the manifest records. Field annotations decide how a field is read (see ``_SCALARS``); a field
+    with a default may be absent; ``extra`` holds the keys the record does not know."""
+
+    RESERVED: tuple[str, ...] = ()
+    extra: Mapping[str, Any]
+
+    def __init_subclass__(cls) -> None:
+        _RECORDS[cls.__name__] = cls
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The JSON keys this record writes, in order (``format``/``format_version`` first for the manifest)."""
+        own = [f.name for f in fields(cls) if f.name != "extra" and f.metadata.get("key") is not False]  # type: ignore[arg-type]
+        return (*cls.RESERVED, *own)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name == "extra" or f.metadata.get("key") is False or (value is None and f.metadata.get("omit_none")):
+                continue
+            out[f.name] = _encode(value)
+        return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any, where: str = "") -> R:
+        obj = _checked(_obj, data, where or ".")
+        known = set(cls.RESERVED)
+        values: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            known.add(f.name)
+            if f.name != "extra" and f.metadata.get("key") is not False:
+                values[f.name] = _read_field(obj, f, f"{where}.{f.name}" if where else f.name)
+        values["extra"] = {k: v for k, v in obj.items() if k not in known}
+        return cls(**values)
+
+
+# ------------------------------------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class FileEntry(_Record):
+    """One file of the bundle: ``size`` in bytes and ``sha256`` (hex) of its content."""
+
+    size: int
+    sha256: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceInfo(_Record):
+    """Where the weights came from. ``model_id`` is None for a local folder (then ``local_path`` is set)."""
+
+    model_id: str | None = None
+    revision: str | None = None
+    local_path: str | None = None
+    weights_format: str = ""
+    weights_sha256: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo(_Record):
+    """The exported network's shape; ``decoder_tied_to_embeddings`` is None without a masked-LM head."""
+
+    architecture: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    vocab_size: int
+    max_position_embeddings: int
+    has_mlm_head: bool
+    decoder_tied_to_embeddings: bool | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenizerInfo(_Record):
+    """``tokenizer.json``'s casing and special tokens. ``mask_token_id`` is -1 when there is no mask token."""
+
+    file: str
+    lowercase: bool
+    max_length: int
+    cls_token_id: int
+    sep_token_id: int
+    pad_token_id: int
+    mask_token_id: int
+    unk_token_id: int
+    mask_token: str
+    lowercase_source: str | None = None
+    vocab_uppercase_share: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphInfo(_Record):
+    """The graph's input and output tensor names; ``mask_positions`` describes that input when present."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    mask_positions: str | None = field(default=None, metadata=_OMIT_NONE)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_task(cls, task: str) -> GraphInfo:
+        spec = TASKS[task]
+        layout = MASK_POSITIONS_LAYOUT if MASK_POSITIONS in spec.inputs else None
+        return cls(inputs=spec.inputs, outputs=spec.outputs, mask_positions=layout)
+
+
+@dataclass(frozen=True)
+class RecipeInfo(_Record):
+    """The quantization recipe that built a variant (``quantize/recipes.py``'s ``QuantRecipe``)."""
+
+    name: str
+    precision: str
+    #: int8 only: "per-token" (one activation scale per token: batch-invariant) or "per-tensor" (ONNX Runtime's
+    #: dynamic quantization, one scale per batch tensor: a text's result moves with its batch-mates).
+    activations: str | None = field(default=None, metadata=_OMIT_NONE)
+    #: per-token only: SmoothQuant alpha used with the shipped calibration set (0 = none).
+    smoothing: float | None = field(default=None, metadata=_OMIT_NONE)
+    #: sha256 of the calibration sentences the smoothing factors came from.
+    calibration_sha256: str | None = field(default=None, metadata=_OMIT_NONE)
+    #: False for the batch-dependent opt-in recipes; absent in bundles older than this key (they are dynamic).
+    batch_invariant: bool | None = field(default=None, metadata=_OMIT_NONE)
+    per_channel: bool | None = field(default=None, metadata=_OMIT_NONE)
+    quantize_attention: bool | None = field(default=None, metadata=_OMIT_NONE)
+    quantize_embeddings: bool | None = field(default=None, metadata=_OMIT_NONE)
+    nodes_to_exclude: tuple[str, ...] | None = field(default=None, metadata=_OMIT_NONE)
+    decoder: str | None = field(default=None, metadata=_OMIT_NONE)
+    method: str | None = field(default=None, metadata=_OMIT_NONE)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Parity(_Record):
+    """FP32 ONNX against PyTorch at export: worst absolute differences and the tolerance they passed."""
+
+    max_abs_diff_hidden: float
+    tolerance: float
+    max_abs_diff_mask_logits: float | None = field(default=None, metadata=_OMIT_NONE)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, float]:
+        """The measured differences by key (the tolerance left out)."""
+        return {k: v for k, v in self.to_dict().items() if k.startswith("max_abs_diff") and v is not None}
+
+
+@dataclass(frozen=True)
+class Quality(_Record):
+    """The accuracy gate's report for a variant against ``reference`` on the probe set.
+
+    Figures a bundle cannot have are absent (fill-mask figures without a masked-LM head); ``passed`` is None
+    and ``note`` says why when the gate did not run.
+    """
+
+    passed: bool | None
+    missed: tuple[str, ...] = ()
+    reference: str | None = field(default=None, metadata=_OMIT_NONE)
+    device: str | None = field(default=None, metadata=_OMIT_NONE)
+    probe_sentences: int | None = field(default=None, metadata=_OMIT_NONE)
+    embedding_cosine_mean: float | None = field(default=None, metadata=_OMIT_NONE)
+    embedding_cosine_min: float | None = field(default=None, metadata=_OMIT_NONE)
+    fill_mask_probes: int | None = field(default=None, metadata=_OMIT_NONE)
+    fill_mask_top1_agreement: float | None = field(default=None, metadata=_OMIT_NONE)
+    fill_mask_top5_overlap: float | None = field(default=None, metadata=_OMIT_NONE)
+    #: A probe text alone vs at a random place among random companions: worst element difference of the
+    #: embedding, lowest cosine, and worst top-5 fill-mask score difference.
+    batch_drift_max: float | None = field(default=None, metadata=_OMIT_NONE)
+    batch_cosine_min: float | None = field(default=None, metadata=_OMIT_NONE)
+    batch_drift_fill_mask_score_max: float | None = field(default=None, metadata=_OMIT_NONE)
+    #: Whether the drift was judged (the recipe claims batch invariance) or only reported (an opt-in).
+    batch_invariant: bool | None = field(default=None, metadata=_OMIT_NONE)
+    thresholds: Mapping[str, float] | None = field(default=None, metadata=_OMIT_NONE)
+    note: str | None = field(default=None, metadata=_OMIT_NONE)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    #: The measured agreement figures, in the order reports print them.
+    FIGURES = ("embedding_cosine_mean", "embedding_cosine_min", "fill_mask_top1_agreement", "fill_mask_top5_overlap")
+
+    def figures(self) -> dict[str, float]:
+        return {k: v for k in self.FIGURES if (v := getattr(self, k)) is not None}
+
+
+@dataclass(frozen=True)
+class VariantInfo(_Record):
+    """One ONNX file of the bundle: graph ``file``, its weights ``data`` (None: self-contained), and facts.
+    ``name`` is the variant's key in ``variants``."""
+
+    file: str
+    precision: str
+    devices: tuple[str, ...] = ("cpu",)
+    data: str | None = field(default=None, metadata=_OMIT_NONE)
+    fused_ops: Mapping[str, int] = field(default_factory=dict)
+    recipe: RecipeInfo | None = None
+    parity: Parity | None = field(default=None, metadata=_OMIT_NONE)
+    quality: Quality | None = field(default=None, metadata=_OMIT_NONE)
+    name: str = field(default="", metadata=_NOT_A_KEY)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The graph file and, when the weights are stored beside it, their external-data file."""
+        return (self.file, self.data) if self.data else (self.file,)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> VariantInfo:
+        return replace(super().from_dict(data, where), name=where.rsplit(".", 1)[-1])
+
+
+@dataclass(frozen=True)
+class Manifest(_Record):
+    """``manifest.json``. ``to_dict`` writes ``format`` and the current ``format_version`` first."""
+
+    RESERVED = ("format", "format_version")
+
+    created: str
+    task: str
+    source: SourceInfo
+    versions: Mapping[str, str | None]
+    opset: int
+    model: ModelInfo
+    tokenizer: TokenizerInfo
+    graph: GraphInfo
+    variants: Mapping[str, VariantInfo]
+    files: Mapping[str, FileEntry]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **super().to_dict()}
+
+    def with_variant(self, variant: VariantInfo) -> Manifest:
+        return replace(self, variants={**self.variants, variant.name: variant})
+
+    def with_files(self, files: Mapping[str, FileEntry]) -> Manifest:
+        return replace(self, files=dict(files))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> Manifest:
+        obj = dict(_checked(_obj, data, "."))
+        if obj.get("format") != FORMAT_NAME:
+            raise BundleError(f"not a {FORMAT_NAME} manifest")
+        version = obj.get("format_version")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            readable = ", ".join(map(str, READABLE_VERSIONS))
+            raise BundleError(f"format_version {version} is not one this clinbert-onnx reads ({readable})")
+        if "task" not in obj:  # written before `task` existed: the masked-LM head decides, as it did then
+            has_head = _checked(_obj, obj.get("model"), "model").get("has_mlm_head")
+            obj["task"] = FILL_MASK if has_head is True else FEATURE_EXTRACTION
+        task = obj.get("task")
+        if task not in TASKS:
+            raise BundleError(f"task {task!r} needs a newer clinbert-onnx (this one runs {', '.join(TASKS)})")
+        obj.setdefault("graph", GraphInfo.for_task(task).to_dict())
+        return super().from_dict(obj, where)
+
+
+#: Every record with the manifest path it is found at (for documentation and tests).
+RECORDS: dict[str, type[_Record]] = {
+    "manifest": Manifest,
+    "source": SourceInfo,
+    "model": ModelInfo,
+    "tokenizer": TokenizerInfo,
+    "graph": GraphInfo,
+    "variants.NAME": VariantInfo,
+    "variants.NAME.recipe": RecipeInfo,
+    "variants.NAME.parity": Parity,
+    "variants.NAME.quality": Quality,
+    "files.NAME": FileEntry,
+}
