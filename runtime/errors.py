@@ -36,6 +36,18 @@ class InputError(ClinBertError, ValueError):
     code = "invalid_input"
 
 
+class EmptyInputError(InputError):
+    """An empty request (no texts, no ids) or an empty / whitespace-only text."""
+
+    code = "empty_input"
+
+
+class TokenizerError(InputError):
+    """The tokenizer cannot work on the input (token ids it cannot decode...)."""
+
+    code = "tokenizer_error"
+
+
 class TextTooLongError(InputError):
     """A text exceeds the model's window and the caller asked for ``long_text="error"``."""
 
@@ -59,6 +71,15 @@ class InputTooLongError(InputError):
     """A text longer than the server's ``max_chars`` characters (without truncation)."""
 
     code = "input_too_long"
+
+
+class NotApplicableError(ClinBertError):
+    """The loaded bundle cannot do what was asked (a classifier route on an embedding model...): nothing the
+    caller can fix in the request. The server answers 424, as Text Embeddings Inference does."""
+
+    exit_code = 2
+    http_status = 424
+    code = "not_applicable"
 
 
 class BundleError(ClinBertError):
@@ -110,6 +131,12 @@ class QueueFullError(ClinBertError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class OverloadedError(QueueFullError):
+    """More requests in flight than the server's ``max_concurrent_requests``."""
+
+    code = "overloaded"
 
 
 class ShuttingDownError(ClinBertError):

@@ -19,7 +19,7 @@ from . import fillmask
 from .errors import InputError, NoMaskHeadError
 from .pooling import POOLINGS, combine_windows, l2_normalize, pool
 from .schema import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, MASK_LOGITS, MASK_POSITIONS, MEAN_POOLED
-from .windows import Window, check_long_text, default_overlap, embed_item, mask_item
+from .windows import Window, check_direction, check_long_text, default_overlap, embed_item, mask_item
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -45,12 +45,23 @@ def check_top_k(top_k: object, *, name: str = "top_k", limit: int | None = None)
 @dataclass(frozen=True)
 class EmbedOptions:
     """``pooling``: "mean" | "cls" | "max"; ``long_text``: "chunk" | "truncate" | "error"; ``overlap``: tokens
-    shared by consecutive windows (None: follows the window, see ``windows.default_overlap``)."""
+    shared by consecutive windows (None: follows the window, see ``windows.default_overlap``);
+    ``truncation_direction``: which end "truncate" keeps ("right": the start, "left": the end)."""
 
     pooling: str = "mean"
     normalize: bool = True
     long_text: str = "chunk"
     overlap: int | None = None
+    truncation_direction: str = "right"
+
+
+@dataclass(frozen=True)
+class TokenOptions:
+    """Token-level vectors (the encoder's last hidden state, special tokens included, not normalized) of one
+    window per text: ``long_text`` is "truncate" or "error" (a text's tokens cannot be combined over windows)."""
+
+    long_text: str = "error"
+    truncation_direction: str = "right"
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,14 @@ class EmbedResult:
 
     vectors: np.ndarray
     windows: list[int]
+    tokens: list[int]
+
+
+@dataclass(frozen=True)
+class TokenEmbedResult:
+    """Per input, ``float32 [tokens, hidden]`` (tokens after truncation, [CLS]/[SEP] included)."""
+
+    vectors: list[np.ndarray]
     tokens: list[int]
 
 
@@ -147,8 +166,17 @@ class MaskLogitsHead:
         return out
 
 
+class HiddenHead:
+    """The last hidden state of each window's own tokens (padding dropped), ``[len(window), hidden]``."""
+
+    def run(self, engine: Engine, feed: dict[str, np.ndarray], windows: Sequence[Window]) -> list[np.ndarray]:
+        (hidden,) = engine.run([HIDDEN_OUTPUT], feed)
+        return [hidden[row, : len(w.ids)].astype(np.float32, copy=False) for row, w in enumerate(windows)]
+
+
 HEADS: dict[str, Head] = {f"pool:{p}": PoolHead(p) for p in POOLINGS}
 HEADS[MASK_LOGITS] = MaskLogitsHead()
+HEADS["hidden"] = HiddenHead()
 
 
 # ------------------------------------------------------------------------------------------------- tasks
@@ -156,6 +184,10 @@ class Task(Protocol):
     @property
     def options_type(self) -> type:
         """The task's options dataclass (its defaults are the task's defaults)."""
+        ...
+
+    def supports(self, model: ClinicalBert) -> bool:
+        """Whether the loaded bundle can run this task at all (has the head / graph output it needs)."""
         ...
 
     def begin(self, model: ClinicalBert, options: Any) -> tuple[Any, list[str]]:
@@ -174,10 +206,14 @@ class Task(Protocol):
 class EmbedTask:
     options_type: type = EmbedOptions
 
+    def supports(self, model: ClinicalBert) -> bool:
+        return True
+
     def begin(self, model: ClinicalBert, options: EmbedOptions) -> tuple[Any, list[str]]:
         if options.pooling not in POOLINGS:
             raise InputError(f"pooling must be one of {', '.join(POOLINGS)}; got {options.pooling!r}")
         check_long_text(options.long_text)
+        check_direction(options.truncation_direction)
         return None, []
 
     def windows(
@@ -193,6 +229,7 @@ class EmbedTask:
             sep_id=tok.sep_token_id,
             long_text=options.long_text,
             overlap=overlap,
+            direction=options.truncation_direction,
         )
         for w in wins:
             w.head = f"pool:{options.pooling}"
@@ -218,8 +255,45 @@ class EmbedTask:
         return EmbedResult(vectors=vectors, windows=counts, tokens=prepared.tokens)
 
 
+class TokenEmbedTask:
+    options_type: type = TokenOptions
+
+    def supports(self, model: ClinicalBert) -> bool:
+        return HIDDEN_OUTPUT in model.engine.output_names
+
+    def begin(self, model: ClinicalBert, options: TokenOptions) -> tuple[Any, list[str]]:
+        if options.long_text not in ("truncate", "error"):
+            raise InputError(f"long_text must be 'truncate' or 'error' for token vectors; got {options.long_text!r}")
+        check_direction(options.truncation_direction)
+        return None, []
+
+    def windows(
+        self, model: ClinicalBert, index: int, ids: np.ndarray, options: TokenOptions
+    ) -> tuple[list[Window], Any]:
+        tok = model.bundle.tokenizer
+        wins = embed_item(
+            index,
+            ids,
+            max_length=model.max_length,
+            cls_id=tok.cls_token_id,
+            sep_id=tok.sep_token_id,
+            long_text=options.long_text,
+            overlap=0,
+            direction=options.truncation_direction,
+        )
+        for w in wins:
+            w.head = "hidden"
+        return wins, None
+
+    def finish(self, model: ClinicalBert, prepared: Prepared, outputs: Sequence[np.ndarray]) -> TokenEmbedResult:
+        return TokenEmbedResult(vectors=list(outputs), tokens=prepared.tokens)  # one window per item
+
+
 class FillMaskTask:
     options_type: type = MaskOptions
+
+    def supports(self, model: ClinicalBert) -> bool:
+        return model.has_mlm_head
 
     def begin(self, model: ClinicalBert, options: MaskOptions) -> tuple[Any, list[str]]:
         if not model.has_mlm_head:
@@ -280,12 +354,19 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def supported(name: str, model: ClinicalBert) -> bool:
+    """Whether task ``name`` is registered and the loaded bundle can run it (what decides, e.g., whether the
+    server's route for it answers or says "not applicable to this bundle")."""
+    return name in TASKS and TASKS[name].supports(model)
+
+
 def default_options(name: str) -> Any:
     return get_task(name).options_type()
 
 
 register("embed", EmbedTask())
 register("fill-mask", FillMaskTask())
+register("token-embeddings", TokenEmbedTask())
 
 __all__ = [
     "HEADS",
@@ -295,6 +376,9 @@ __all__ = [
     "FillMaskResult",
     "MaskOptions",
     "Prepared",
+    "TokenEmbedResult",
+    "TokenOptions",
     "check_top_k",
     "register",
+    "supported",
 ]

@@ -14,10 +14,12 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import InputError, TextTooLongError
+from .errors import EmptyInputError, InputError, TextTooLongError
 
 LongText = Literal["chunk", "truncate", "error"]
 LONG_TEXT_MODES: tuple[str, ...] = ("chunk", "truncate", "error")
+#: Which end of an over-long text ``long_text="truncate"`` keeps: "right" cuts the end, "left" the start.
+DIRECTIONS: tuple[str, ...] = ("right", "left")
 #: The overlap of consecutive embedding windows for BERT-base's 512 positions; smaller windows share a quarter.
 MAX_OVERLAP = 64
 
@@ -45,7 +47,7 @@ def check_text(index: int, text: object) -> str:
     if not isinstance(text, str):
         raise InputError.at(index, f"is {type(text).__name__}, not a string")
     if not text.strip():
-        raise InputError.at(index, "is empty or whitespace only")
+        raise EmptyInputError.at(index, "is empty or whitespace only")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -72,6 +74,11 @@ def check_long_text(mode: str) -> None:
         raise InputError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}; got {mode!r}")
 
 
+def check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise InputError(f"truncation_direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
+
+
 def fit(index: int, tokens: int, capacity: int, long_text: str) -> str:
     """How an item of ``tokens`` content tokens is cut: "fits", "truncate" or "chunk". The one place that
     raises TextTooLongError for ``long_text="error"``."""
@@ -89,9 +96,18 @@ def _row(cls_id: int, content: np.ndarray, sep_id: int) -> np.ndarray:
 
 
 def embed_item(
-    index: int, ids: np.ndarray, *, max_length: int, cls_id: int, sep_id: int, long_text: str, overlap: int
+    index: int,
+    ids: np.ndarray,
+    *,
+    max_length: int,
+    cls_id: int,
+    sep_id: int,
+    long_text: str,
+    overlap: int,
+    direction: str = "right",
 ) -> list[Window]:
-    """One text's content ids as windows for embedding (``item`` is ``index``)."""
+    """One text's content ids as windows for embedding (``item`` is ``index``). Truncation keeps the first
+    window's worth of tokens (``direction="right"``) or the last (``"left"``)."""
     capacity = max_length - 2
     if not 0 <= overlap < capacity:
         raise InputError(f"window overlap must be between 0 and {capacity - 1} tokens; got {overlap}")
@@ -100,7 +116,8 @@ def embed_item(
     if how == "fits":
         return [Window(index, _row(cls_id, ids, sep_id), weight=max(n, 1))]
     if how == "truncate":
-        return [Window(index, _row(cls_id, ids[:capacity], sep_id), weight=capacity)]
+        kept = ids[:capacity] if direction == "right" else ids[n - capacity :]
+        return [Window(index, _row(cls_id, kept, sep_id), weight=capacity)]
     windows: list[Window] = []
     start, covered, step = 0, 0, capacity - overlap
     while True:

@@ -327,3 +327,32 @@ def test_plan_batches_keeps_a_long_row_from_padding_short_ones():
     assert padded == 40 * 12 + 120
     # a huge per-call overhead (CUDA) keeps them together
     assert len(plan_batches(lengths, token_budget=8192, max_batch=64, call_overhead=8192)) == 1
+
+
+def test_left_truncation_and_token_embeddings_task(model):
+    from clinbert_onnx.errors import EmptyInputError
+    from clinbert_onnx.tasks import EmbedOptions, TokenOptions, supported
+    from clinbert_onnx.windows import embed_item
+
+    ids = np.arange(10, 30, dtype=np.int64)
+    (left,) = embed_item(0, ids, max_length=8, cls_id=1, sep_id=2, long_text="truncate", overlap=0, direction="left")
+    (right,) = embed_item(0, ids, max_length=8, cls_id=1, sep_id=2, long_text="truncate", overlap=0)
+    assert left.ids.tolist() == [1, *range(24, 30), 2] and right.ids.tolist() == [1, *range(10, 16), 2]
+    options = EmbedOptions(long_text="truncate", truncation_direction="left")
+    tail = model.process(LONG_NOTE, "embed", options).vectors[0]
+    assert float(tail @ model.embed(LONG_NOTE, long_text="truncate")[0]) < 0.99999
+    with pytest.raises(InputError, match="truncation_direction"):
+        model.process("a", "embed", EmbedOptions(truncation_direction="up"))
+    # token-level vectors: one [tokens, hidden] matrix per text whose mean is the mean-pooled embedding
+    assert supported("token-embeddings", model) and not supported("no-such-task", model)
+    result = model.process(["Short note.", LONG_NOTE], "token-embeddings", TokenOptions(long_text="truncate"))
+    assert [v.shape for v in result.vectors] == [(model.count_tokens("Short note.")[0], model.hidden_size),
+                                                 (model.max_length, model.hidden_size)]  # fmt: skip
+    np.testing.assert_allclose(result.vectors[0].mean(axis=0), model.embed("Short note.", normalize=False)[0],
+                               rtol=1e-3, atol=1e-4)  # fmt: skip
+    with pytest.raises(TextTooLongError):
+        model.process(LONG_NOTE, "token-embeddings", TokenOptions())
+    with pytest.raises(InputError, match="long_text"):
+        model.process("a", "token-embeddings", TokenOptions(long_text="chunk"))
+    with pytest.raises(EmptyInputError):
+        model.process(["ok", " "], "token-embeddings")

@@ -21,6 +21,7 @@ httpx = pytest.importorskip("httpx")
 
 from clinbert_onnx import ClinicalBert  # noqa: E402
 from clinbert_onnx.serve import ServeConfig, create_app  # noqa: E402
+from clinbert_onnx.tasks import EmbedOptions  # noqa: E402
 from serve_support import MARKER, running, serve_process, wait_for  # noqa: E402
 
 TEXTS = ["Patient denies chest pain.", "History of type 2 diabetes, on metformin.", "Afebrile overnight."]
@@ -51,6 +52,16 @@ def assert_error(response, status: int, code: str) -> dict:
     body = response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}, body
     assert body["error"]["code"] == code, body
+    assert MARKER not in response.text and "Zebulon" not in response.text
+    return body["error"]
+
+
+def assert_tei_error(response, status: int, error_type: str) -> str:
+    """Text Embeddings Inference's error shape, on its routes: {"error": message, "error_type": type}."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error", "error_type"} and body["error_type"] == error_type, body
     assert MARKER not in response.text and "Zebulon" not in response.text
     return body["error"]
 
@@ -135,15 +146,21 @@ def test_tei_embed(client, tiny: ClinicalBert) -> None:
 
 def test_tei_truncate_semantics(client, tiny: ClinicalBert) -> None:
     long = " ".join(["pain"] * 300)
-    assert_error(client.post("/embed", json={"inputs": [TEXTS[0], long]}), 422, "text_too_long")
+    assert_tei_error(client.post("/embed", json={"inputs": [TEXTS[0], long]}), 422, "Validation")
     cut = client.post("/embed", json={"inputs": long, "truncate": True}).json()
     np.testing.assert_allclose(cut[0], tiny.embed(long, long_text="truncate")[0], atol=1e-5)
     chunk = client.post("/embed", json={"inputs": long, "long_text": "chunk"}).json()
     np.testing.assert_allclose(chunk[0], tiny.embed(long)[0], atol=1e-5)
     right = client.post("/embed", json={"inputs": "x", "truncation_direction": "Right"})
     assert right.status_code == 200
-    assert_error(client.post("/embed", json={"inputs": "x", "truncation_direction": "Left"}), 422, "invalid_input")
-    assert_error(client.post("/embed", json={"inputs": "x", "prompt_name": "query"}), 422, "invalid_input")
+    for left in ("Left", "left"):  # TEI accepts both spellings; left truncation keeps the end of the text
+        cut = client.post("/embed", json={"inputs": long + " end", "truncate": True, "truncation_direction": left})
+        want = tiny.process(long + " end", "embed", EmbedOptions(long_text="truncate", truncation_direction="left"))
+        np.testing.assert_allclose(cut.json()[0], want.vectors[0], atol=1e-5)
+        assert not np.allclose(cut.json()[0], tiny.embed(long + " end", long_text="truncate")[0], atol=1e-3)
+    body = {"inputs": "x", "truncation_direction": "middle"}
+    assert_tei_error(client.post("/embed", json=body), 422, "Validation")
+    assert_tei_error(client.post("/embed", json={"inputs": "x", "prompt_name": "query"}), 422, "Validation")
 
 
 def test_huggingface_hub_inference_client(url: str, tiny: ClinicalBert, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,8 +185,8 @@ def test_top_level_options_win_over_parameters(client, tiny: ClinicalBert) -> No
     body = {"inputs": "a [MASK] b", "parameters": {"top_k": 3}}
     assert len(client.post("/fill-mask", json=body).json()) == 3
     assert len(client.post("/fill-mask", json={**body, "top_k": 1}).json()) == 1
-    body = {"inputs": "x", "parameters": {"truncation_direction": "Left"}}
-    assert_error(client.post("/embed", json=body), 422, "invalid_input")
+    body = {"inputs": "x", "parameters": {"truncation_direction": "middle"}}
+    assert_tei_error(client.post("/embed", json=body), 422, "Validation")
 
 
 # ------------------------------------------------------------------------------------------------- fill-mask
@@ -205,7 +222,8 @@ def test_fill_mask_on_embeddings_only_bundle(minilm_bundle: Path) -> None:
 # ------------------------------------------------------------------------------------------------- limits
 def test_limits_and_error_shape(client) -> None:
     too_big = {"inputs": ["x" * 1000] * 70}  # > 64 KiB
-    assert_error(client.post("/embed", json=too_big), 413, "body_too_large")
+    assert_tei_error(client.post("/embed", json=too_big), 413, "Validation")
+    assert_error(client.post("/v1/embeddings", json={"input": too_big["inputs"]}), 413, "body_too_large")
 
     def chunked():  # no Content-Length: the limit is enforced while streaming
         yield b'{"inputs": ["'
@@ -213,26 +231,31 @@ def test_limits_and_error_shape(client) -> None:
             yield b"y" * 1000
         yield b'"]}'
 
-    assert_error(
-        client.post("/embed", content=chunked(), headers={"content-type": "application/json"}), 413, "body_too_large"
+    assert_tei_error(
+        client.post("/embed", content=chunked(), headers={"content-type": "application/json"}), 413, "Validation"
     )
-    assert_error(client.post("/embed", json={"inputs": ["a"] * 9}), 413, "too_many_inputs")
-    err = assert_error(client.post("/embed", json={"inputs": [MARKER + "x" * 2001]}), 422, "input_too_long")
-    assert "2000" in err["message"]
+    assert_tei_error(client.post("/embed", json={"inputs": ["a"] * 9}), 413, "Validation")
+    assert_error(client.post("/v1/embeddings", json={"input": ["a"] * 9}), 413, "too_many_inputs")
+    err = assert_tei_error(client.post("/embed", json={"inputs": [MARKER + "x" * 2001]}), 422, "Validation")
+    assert "2000" in err
+    assert_error(client.post("/v1/embeddings", json={"input": [MARKER + "x" * 2001]}), 422, "input_too_long")
     cut = client.post("/embed", json={"inputs": ["fever " * 400], "truncate": True})  # 2400 chars, cut to 2000
     assert cut.status_code == 200
-    assert_error(client.post("/embed", json={"inputs": ["ok", ""]}), 422, "invalid_input")
-    assert_error(client.post("/embed", json={"inputs": ["  \n"]}), 422, "invalid_input")
-    assert_error(client.post("/embed", json={"inputs": [MARKER, 5]}), 422, "invalid_input")
-    assert_error(client.post("/embed", json={"inputs": None}), 422, "invalid_input")
-    assert_error(client.post("/embed", json={"inputs": []}), 422, "invalid_input")
-    assert_error(client.post("/embed", json={}), 422, "invalid_input")
-    assert_error(client.post("/embed", json=[MARKER]), 422, "invalid_input")
-    assert_error(client.post("/embed", content=b'{"inputs": "\\ud800"}'), 422, "invalid_input")  # lone surrogate
-    assert_error(client.post("/embed", content=MARKER.encode() + b"{"), 422, "invalid_input")
+    assert_tei_error(client.post("/embed", json={"inputs": ["ok", ""]}), 400, "Empty")
+    assert_tei_error(client.post("/embed", json={"inputs": ["  \n"]}), 400, "Empty")
+    assert_tei_error(client.post("/embed", json={"inputs": []}), 400, "Empty")
+    assert_error(client.post("/v1/embeddings", json={"input": ["ok", ""]}), 422, "empty_input")
+    assert_tei_error(client.post("/embed", json={"inputs": [MARKER, 5]}), 422, "Validation")
+    assert_tei_error(client.post("/embed", json={"inputs": None}), 422, "Validation")
+    assert_tei_error(client.post("/embed", json={}), 422, "Validation")
+    assert_tei_error(client.post("/embed", json=[MARKER]), 422, "Validation")
+    assert_tei_error(client.post("/embed", content=b'{"inputs": "\\ud800"}'), 422, "Validation")  # lone surrogate
+    assert_tei_error(client.post("/embed", content=MARKER.encode() + b"{"), 422, "Validation")
+    assert_error(client.post("/v1/embeddings", content=MARKER.encode() + b"{"), 422, "invalid_input")
     assert_error(client.post("/v1/embeddings", json={"input": 3}), 422, "invalid_input")
     assert_error(client.get("/no-such-route"), 404, "not_found")
-    assert_error(client.get("/embed"), 405, "method_not_allowed")
+    assert_tei_error(client.get("/embed"), 405, "Validation")
+    assert_error(client.get("/v1/embeddings"), 405, "method_not_allowed")
 
 
 def test_queue_full_is_429_with_retry_after(tiny: ClinicalBert) -> None:
@@ -243,7 +266,7 @@ def test_queue_full_is_429_with_retry_after(tiny: ClinicalBert) -> None:
         first = pool.submit(httpx.post, f"{base}/embed", json={"inputs": "one"}, timeout=30)
         wait_for(lambda: app.state.runtime.metrics.sample("clinbert_queue_texts") == 1)  # queued, not yet run
         second = httpx.post(f"{base}/embed", json={"inputs": "two"}, timeout=30)
-        assert_error(second, 429, "queue_full")
+        assert_tei_error(second, 429, "Overloaded")
         assert int(second.headers["retry-after"]) >= 1
         assert first.result().status_code == 200
 
@@ -259,8 +282,8 @@ def test_unexpected_error_is_generic_500_and_logged_without_text(
     model.run = broken
     with caplog.at_level(logging.INFO), running(create_app(model, ServeConfig(warmup=False))) as base:
         response = httpx.post(f"{base}/embed", json={"inputs": MARKER})
-    err = assert_error(response, 500, "internal_error")
-    assert "boom" not in err["message"] and "Traceback" not in response.text
+    err = assert_tei_error(response, 424, "Backend")  # TEI's answer when inference fails
+    assert "boom" not in err and "Traceback" not in response.text
     assert MARKER not in caplog.text and "boom" not in caplog.text
     assert "RuntimeError" in caplog.text
 
@@ -277,7 +300,7 @@ def test_access_log_has_route_status_sizes_not_body(url: str, caplog: pytest.Log
                 break
             time.sleep(0.02)
     assert any(line.startswith("POST /embed 200 ") and "in=" in line and "out=" in line for line in lines)
-    assert any(line.startswith("POST /embed 422 ") for line in lines)
+    assert any(line.startswith("POST /embed 400 ") for line in lines)  # TEI: an empty input is 400 Empty
     assert any(line.startswith("GET other 404 ") for line in lines)
     assert "Zebulon" not in caplog.text
 
@@ -290,10 +313,11 @@ def test_api_key(tiny: ClinicalBert) -> None:
         assert httpx.get(f"{base}/health").status_code == 200  # probes stay open
         assert httpx.get(f"{base}/ready").status_code == 200
         missing = httpx.post(f"{base}/embed", json={"inputs": "x"})
-        assert_error(missing, 401, "invalid_api_key")
+        assert_tei_error(missing, 401, "Validation")
         assert missing.headers["www-authenticate"] == "Bearer"
         wrong = {"Authorization": f"Bearer {KEY}x"}
-        assert_error(httpx.post(f"{base}/embed", json={"inputs": "x"}, headers=wrong), 401, "invalid_api_key")
+        assert_tei_error(httpx.post(f"{base}/embed", json={"inputs": "x"}, headers=wrong), 401, "Validation")
+        assert_error(httpx.post(f"{base}/v1/embeddings", json={"input": "x"}, headers=wrong), 401, "invalid_api_key")
         assert_error(httpx.get(f"{base}/info", headers={"Authorization": KEY}), 401, "invalid_api_key")
         assert_error(httpx.get(f"{base}/metrics"), 401, "invalid_api_key")
         good = {"Authorization": f"Bearer {KEY}"}
@@ -396,6 +420,9 @@ def test_cli_options_and_defaults() -> None:
     help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()
     for option in (
         "--max-batch-tokens",
+        "--max-client-batch-size",
+        "--max-concurrent-requests",
+        "--auto-truncate",
         "--max-wait-ms",
         "--max-queue",
         "--max-inputs",

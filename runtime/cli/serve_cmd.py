@@ -20,7 +20,9 @@ def register(sub: Any) -> None:
         f"{API_KEY_ENV}) before binding anything else. Stops gracefully on SIGTERM.",
     )
     p.add_argument("bundle", type=Path)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    p.add_argument(
+        "--host", "--hostname", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)"
+    )
     p.add_argument("--port", type=int, default=8080, help="(default: 8080)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
@@ -36,7 +38,25 @@ def register(sub: Any) -> None:
         "--max-wait-ms", type=float, default=5.0, help="how long an idle batcher waits for company (default: 5)"
     )
     p.add_argument("--max-queue", type=int, default=4096, help="texts waiting for inference before 429 (default: 4096)")
-    p.add_argument("--max-inputs", type=int, default=2048, help="texts per request, 413 beyond (default: 2048)")
+    p.add_argument(
+        "--max-inputs",
+        "--max-client-batch-size",
+        dest="max_inputs",
+        type=int,
+        default=2048,
+        help="texts per request, 413 beyond (default: 2048; TEI's --max-client-batch-size)",
+    )
+    p.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=512,
+        help="inference requests handled at once; beyond, 429 at once instead of a long wait (default: 512, as TEI)",
+    )
+    p.add_argument(
+        "--auto-truncate",
+        action="store_true",
+        help="TEI routes truncate over-long texts when the request does not set 'truncate' (default: 422)",
+    )
     p.add_argument(
         "--max-chars",
         type=int,
@@ -48,6 +68,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--cors-origin",
+        "--cors-allow-origin",
         dest="cors_origins",
         action="append",
         default=[],

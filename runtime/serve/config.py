@@ -22,7 +22,11 @@ class ServeConfig:
         max_wait_ms: how long the first request of an idle batcher waits for company before running.
         max_queue: texts waiting for inference (all requests together); beyond it, 429 with Retry-After.
         max_inputs: texts per request (413 beyond); 2048 is OpenAI's own limit, so clients that send large
-            lists (LangChain sends 1000 texts per request) work unchanged.
+            lists (LangChain sends 1000 texts per request) work unchanged. TEI calls it max_client_batch_size.
+        max_concurrent_requests: inference requests handled at once (queued or running, all routes together);
+            beyond, 429 at once instead of a long wait (TEI's flag of the same name; default as TEI's).
+        auto_truncate: TEI's ``--auto-truncate``: TEI-route requests that do not say ``truncate`` truncate
+            over-long texts instead of answering 422.
         max_chars: characters per text (422 beyond, except with truncation, which cuts the text).
         max_body_bytes: request body size (413 beyond).
         max_top_k, max_targets: fill-mask bounds (422 beyond).
@@ -39,6 +43,8 @@ class ServeConfig:
     max_wait_ms: float = 5.0
     max_queue: int = 4096
     max_inputs: int = 2048
+    max_concurrent_requests: int = 512
+    auto_truncate: bool = False
     max_chars: int = 100_000
     max_body_bytes: int = 4 * 1024 * 1024
     max_top_k: int = 100
@@ -53,6 +59,7 @@ class ServeConfig:
         positive = {
             "max_queue": self.max_queue,
             "max_inputs": self.max_inputs,
+            "max_concurrent_requests": self.max_concurrent_requests,
             "max_chars": self.max_chars,
             "max_body_bytes": self.max_body_bytes,
             "max_top_k": self.max_top_k,

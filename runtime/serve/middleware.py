@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .errors import GENERIC_500, error_bytes, log_unexpected
+from .errors import GENERIC_500, ApiError, log_unexpected, render
 from .metrics import Metrics, route_label
 
 Scope = MutableMapping[str, Any]
@@ -20,14 +20,15 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 access_log = logging.getLogger("clinbert_onnx.serve.access")
-#: Routes that answer without the API key (probes carry no data).
-OPEN_PATHS = frozenset({"/health", "/ready"})
+#: Routes that answer without the API key (probes carry no data; /ping is TEI's SageMaker health route).
+OPEN_PATHS = frozenset({"/health", "/ready", "/ping"})
 
 
-async def send_error(send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-    body = error_bytes(status, code, message)
+async def send_error(send: Send, path: str, err: ApiError) -> None:
+    """Answer ``err`` in the dialect of ``path`` (see ``errors.render``)."""
+    status, body = render(path, err)
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
@@ -64,12 +65,9 @@ class Guard:
             await self.app(scope, receive, send)
             return
         if scope["path"] not in OPEN_PATHS and scope["method"] != "OPTIONS" and not self.authorized(scope):
+            text = "missing or invalid API key (send 'Authorization: Bearer <key>')"
             await send_error(
-                send,
-                401,
-                "invalid_api_key",
-                "missing or invalid API key (send 'Authorization: Bearer <key>')",
-                {"WWW-Authenticate": "Bearer"},
+                send, scope["path"], ApiError(401, "invalid_api_key", text, {"WWW-Authenticate": "Bearer"})
             )
             return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -77,7 +75,7 @@ class Guard:
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send)
+            await self._too_large(scope, send)
             return
         body = bytearray()
         while True:
@@ -86,7 +84,7 @@ class Guard:
                 return
             body += message.get("body", b"")
             if len(body) > self.max_body_bytes:
-                await self._too_large(send)
+                await self._too_large(scope, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -101,14 +99,9 @@ class Guard:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await send_error(
-            send,
-            413,
-            "body_too_large",
-            f"the request body exceeds {self.max_body_bytes} bytes",
-            {"Connection": "close"},
-        )
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        message = f"the request body exceeds {self.max_body_bytes} bytes"
+        await send_error(send, scope["path"], ApiError(413, "body_too_large", message, {"Connection": "close"}))
 
 
 class Observe:
@@ -146,7 +139,7 @@ class Observe:
         except Exception as exc:
             log_unexpected(exc)
             if state["status"] == 0:
-                await send_error(watching_send, 500, "internal_error", GENERIC_500)
+                await send_error(watching_send, scope["path"], ApiError(500, "internal_error", GENERIC_500))
             else:
                 state["status"] = 500
         finally:

@@ -1,5 +1,5 @@
-"""Request and response bodies (pydantic), shaped after the OpenAI embeddings API, Text Embeddings Inference
-(``/embed``) and the transformers fill-mask pipeline. Unknown request fields are ignored, as those servers do."""
+"""Request and response bodies (pydantic), shaped after the OpenAI embeddings API and the transformers fill-mask
+pipeline (Text Embeddings Inference's are in ``tei_schemas``). Unknown request fields are ignored, as those servers do."""
 
 from __future__ import annotations
 
@@ -51,25 +51,7 @@ class EmbeddingsResponse(BaseModel):
     usage: Usage
 
 
-# ------------------------------------------------------------------------------------------------- TEI
 PARAMETERS_DOC = "Options as the Hugging Face Inference API / huggingface_hub send them; top-level fields win."
-
-
-class EmbedParameters(_Request):
-    normalize: bool | None = None
-    truncate: bool | None = None
-    truncation_direction: Literal["Right", "right"] | None = None
-    prompt_name: None = None
-
-
-class EmbedRequest(_Request):
-    inputs: Text | Texts
-    normalize: bool = True
-    truncate: bool = Field(False, description="Truncate texts longer than the window (else 422 text_too_long).")
-    truncation_direction: Literal["Right", "right"] = Field("Right", description="Only right truncation.")
-    prompt_name: None = Field(None, description="Prompts are not supported; must be null.")
-    long_text: LongText | None = Field(None, description=LONG_TEXT_DOC + " Overrides 'truncate' when given.")
-    parameters: EmbedParameters | None = Field(None, description=PARAMETERS_DOC)
 
 
 # ------------------------------------------------------------------------------------------------- fill-mask
@@ -112,7 +94,17 @@ class Status(BaseModel):
     status: str
 
 
+class EmbeddingModel(BaseModel):
+    pooling: str
+
+
+class ModelType(BaseModel):
+    embedding: EmbeddingModel
+
+
 class Info(BaseModel):
+    """Ours and every field of Text Embeddings Inference's ``Info`` (its clients parse /info with it)."""
+
     model_config = ConfigDict(protected_namespaces=())
 
     model_id: str
@@ -126,7 +118,17 @@ class Info(BaseModel):
     quality: dict[str, object] | None
     version: str
     limits: dict[str, int | float]
-    # Text Embeddings Inference's /info fields, for its clients
+    tasks: list[str]
+    # Text Embeddings Inference's Info
+    model_sha: str | None
+    model_dtype: str
+    model_type: ModelType
+    max_concurrent_requests: int
     max_input_length: int
-    max_client_batch_size: int
     max_batch_tokens: int
+    max_batch_requests: int | None
+    max_client_batch_size: int
+    auto_truncate: bool
+    tokenization_workers: int
+    sha: str | None
+    docker_label: str | None
