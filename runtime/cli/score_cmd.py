@@ -98,7 +98,7 @@ def register(sub: Any) -> None:
         "--ship",
         default="path",
         choices=("path", "files"),
-        help="path: executors read BUNDLE where it is (shared storage); files: copy it with SparkContext.addFile",
+        help="path: executors read BUNDLE where it is (shared storage); files: copy it to executors (SparkContext.addArchive)",
     )
     p.set_defaults(func=cmd_score)
 

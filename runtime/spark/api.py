@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,8 @@ def model_spec(
     threads: int | None = None,
 ) -> ModelSpec:
     """Open the bundle on the driver (it must be readable here too), hash its manifest, and, for
-    ``ship="files"``, hand the folder to ``SparkContext.addFile`` (each executor fetches its own copy once;
-    nothing is broadcast)."""
+    ``ship="files"``, hand it to ``SparkContext.addArchive`` (each executor fetches and unpacks its own copy
+    once; nothing is broadcast)."""
     if ship not in SHIP_MODES:
         raise InputError(f"ship must be one of {', '.join(SHIP_MODES)}; got {ship!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -56,11 +57,33 @@ def model_spec(
     if task == "fill-mask" and not opened.has_mlm_head:
         raise NoMaskHeadError(f"bundle {opened.model_id} has no masked-LM head: it serves embeddings only")
     digest = manifest_sha256(path)
+    name = path.name
     if ship == "files":
         if spark is None:
-            raise InputError("ship='files' needs a SparkSession (SparkContext.addFile)")
-        spark.sparkContext.addFile(str(path), recursive=True)
-    return ModelSpec(str(path), path.name, digest, ship, device, variant, verify, threads)
+            raise InputError("ship='files' needs a SparkSession (SparkContext.addArchive)")
+        archive = pack_bundle(path, opened.files, digest)
+        spark.sparkContext.addArchive(str(archive))
+        name = archive.name
+    return ModelSpec(str(path), name, digest, ship, device, variant, verify, threads)
+
+
+def pack_bundle(path: Path, files: dict[str, Any], digest: str) -> Path:
+    """The bundle as one uncompressed tar named by its manifest hash (Spark ships local folders only to local
+    masters; an archive goes to any executor, fetched once and unpacked there). Made once per bundle version, in
+    the temporary folder, and kept: the driver serves it for the application's lifetime."""
+    import tarfile
+    import tempfile
+
+    target = Path(tempfile.gettempdir()) / "clinbert-spark" / f"clinbert-bundle-{digest[:16]}.tar"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with tarfile.open(tmp, "w") as tar:
+        for name in ["manifest.json", *sorted(files)]:
+            tar.add(path / name, arcname=name, recursive=False)
+    os.replace(tmp, target)
+    return target
 
 
 def spark_result_fields(task: str) -> list[Any]:
@@ -118,7 +141,8 @@ def score(
     columns are null on such rows. One output row per input row.
 
     ``bundle``: a folder every executor can read at the same path (verified against the manifest's sha256 on
-    each executor), or any folder with ``ship="files"`` (copied to executors with ``SparkContext.addFile``).
+    each executor), or any folder with ``ship="files"`` (packed into one tar and copied to each executor once
+    with ``SparkContext.addArchive``; never broadcast).
     ``threads``: ONNX Runtime intra-op threads per task; None follows ``spark.task.cpus``. Rows per Arrow batch,
     which are scored together (sorted by length, batched within the token budget), follow
     ``spark.sql.execution.arrow.maxRecordsPerBatch``.

@@ -33,8 +33,9 @@ _CACHE_SIZE = 2  # models kept per worker (two bundles or thread counts in one a
 class ModelSpec:
     """Where executors find the bundle and how to load it.
 
-    ``ship``: "path" (``path`` is on storage every executor can read) or "files" (the driver called
-    ``SparkContext.addFile`` on it; executors find their copy with ``SparkFiles.get(name)``).
+    ``ship``: "path" (``path`` is on storage every executor can read) or "files" (the driver packed it into the
+    archive ``name`` and called ``SparkContext.addArchive``; executors find their unpacked copy with
+    ``SparkFiles.get(name)``).
     ``threads``: intra-op threads; None takes them from ``TaskContext.cpus()`` (``spark.task.cpus``).
     """
 
@@ -67,7 +68,7 @@ def locate_bundle(spec: ModelSpec) -> Path:
     if not (path / MANIFEST).is_file():
         raise BundleError(
             f"bundle not found on this executor at {path}: put it on storage every executor can read "
-            "(a shared file system, a Databricks volume) or pass ship='files' to copy it with SparkContext.addFile"
+            "(a shared file system, a Databricks volume) or pass ship='files' to copy it to executors with SparkContext.addArchive"
         )
     if manifest_sha256(path) != spec.manifest_sha256:
         raise ChecksumError(
