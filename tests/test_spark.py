@@ -276,3 +276,13 @@ def test_importing_the_package_does_not_import_pyspark() -> None:
     code = "import sys, clinbert_onnx.spark, clinbert_onnx.cli; print('pyspark' in sys.modules, 'py4j' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_job_failure_shows_our_error_not_spark_text() -> None:
+    from clinbert_onnx.spark.job import SparkJobError, _job_failed
+
+    trace = "Traceback...\nclinbert_onnx.errors.BundleError: bundle not found on this executor at /x: ...\n\tat org..."
+    err = _job_failed(RuntimeError(trace))
+    assert isinstance(err, SparkJobError) and "BundleError: bundle not found on this executor" in str(err)
+    leaked = _job_failed(RuntimeError("ValueError: could not parse 'Patient John Doe has chest pain'"))
+    assert "John" not in str(leaked) and "--resume" in str(leaked)
