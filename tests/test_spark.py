@@ -286,3 +286,22 @@ def test_job_failure_shows_our_error_not_spark_text() -> None:
     assert isinstance(err, SparkJobError) and "BundleError: bundle not found on this executor" in str(err)
     leaked = _job_failed(RuntimeError("ValueError: could not parse 'Patient John Doe has chest pain'"))
     assert "John" not in str(leaked) and "--resume" in str(leaked)
+
+
+@pytest.mark.parametrize("tail", ["\n", ""])
+def test_chunks_cover_every_row_once_in_order(tmp_path: Path, tail: str) -> None:
+    from clinbert_onnx.spark.chunks import chunk_rows_of, list_inputs, plan, scan
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines = [json.dumps({"note_id": i, "note_text": f"note {i} " + "é" * (i % 5)}) for i in range(103)]
+    (folder / "a.jsonl").write_text("\ufeff" + "\n".join(lines) + tail, encoding="utf-8")
+    (folder / "README.md").write_text("not data")
+    (folder / "_SUCCESS").write_text("")
+    assert [p.name for p, _ in list_inputs(folder, None)] == ["a.jsonl"]
+    files = scan(folder, None, "note_text", "note_id", 8)
+    assert files[0].rows == 103
+    chunks = plan(files, 24, 8)
+    assert [(c.start, c.stop) for c in chunks] == [(0, 24), (24, 48), (48, 72), (72, 96), (96, 103)]
+    rows = [r for c in chunks for r in chunk_rows_of(c, "note_text", "note_id", files[0].id_kind)]
+    assert [(r.number, r.id, r.error) for r in rows] == [(i + 1, i, None) for i in range(103)]

@@ -52,8 +52,8 @@ class InputFile:
 
 
 def list_inputs(source: Path, input_format: str | None) -> list[tuple[Path, str]]:
-    """The input files, sorted: ``source`` itself, or the data files under a folder (names starting with
-    ``_`` or ``.`` are skipped, as Spark does)."""
+    """The input files, sorted: ``source`` itself, or the files with a data suffix under a folder (names
+    starting with ``_`` or ``.`` are skipped, as Spark does; ``input_format`` overrides what the suffix says)."""
     if not source.exists():
         raise InputError(f"input not found: {source}")
     if source.is_file():
@@ -66,7 +66,10 @@ def list_inputs(source: Path, input_format: str | None) -> list[tuple[Path, str]
         )
     found: list[tuple[Path, str]] = []
     for path in candidates:
-        fmt = input_format or SUFFIXES.get(path.suffix.lower())
+        known = SUFFIXES.get(path.suffix.lower())
+        fmt = input_format or known
+        if known is None and not source.is_file():
+            fmt = None  # in a folder, only data files count
         if fmt is not None:
             found.append((path.resolve(), fmt))
         elif source.is_file():

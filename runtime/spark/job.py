@@ -243,9 +243,10 @@ def run_spark_score(
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         chunks = plan(files, chunk_rows, options.window_rows)
         out = options.out
-        (out / MANIFESTS).mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         if saved is None:
-            write_json(out / JOB, identity)
+            write_json(out / JOB, identity)  # first: a folder holding it is a job that --resume can continue
+        (out / MANIFESTS).mkdir(exist_ok=True)
         pending = [c for c in chunks if finished(out, c.index, key) is None]
         statuses = (
             _run(
