@@ -46,7 +46,8 @@ def run_side(code: Path | None, args: argparse.Namespace) -> dict[str, Any]:
         (shim / "clinbert_onnx").symlink_to((code / "runtime").resolve(), target_is_directory=True)
         env["PYTHONPATH"] = str(shim)
     script = CHILD.format(here=str(HERE), bundle=str(args.bundle), variant=args.variant, rows=args.rows)
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    # cwd: the benchmarks folder, so that no checkout's package shadows the chosen one through sys.path[0]
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, cwd=HERE)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

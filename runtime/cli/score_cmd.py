@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..pooling import POOLINGS
 from ..windows import LONG_TEXT_MODES
 from .args import add_no_verify, options_from, word_list
@@ -72,11 +73,47 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
     add_no_verify(p)
+    spark = p.add_argument_group("Spark (--engine spark; needs the [spark] extra and Java 17+)")
+    spark.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "spark"),
+        help="local: this process (and --workers); spark: a Spark job writing OUT as a folder of Parquet parts",
+    )
+    spark.add_argument("--master", help='Spark master, e.g. "local[8]" (default: spark-submit\'s or local[*])')
+    spark.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting, e.g. spark.task.cpus=2 (repeatable)",
+    )
+    spark.add_argument(
+        "--chunk-rows",
+        type=int,
+        help="rows per committed chunk, a multiple of --window-rows (default: about 4 chunks per task slot)",
+    )
+    spark.add_argument("--threads", type=int, help="intra-op threads per Spark task (default: spark.task.cpus)")
+    spark.add_argument(
+        "--ship",
+        default="path",
+        choices=("path", "files"),
+        help="path: executors read BUNDLE where it is (shared storage); files: copy it to executors (SparkContext.addArchive)",
+    )
     p.set_defaults(func=cmd_score)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..score import ScoreOptions, run_score
+
+    if args.engine == "spark":
+        from ..spark.job import SparkScoreOptions, run_spark_score
+
+        run_spark_score(options_from(SparkScoreOptions, args))
+        return 0
+    for flag, value in (("--master", args.master), ("--chunk-rows", args.chunk_rows), ("--threads", args.threads)):
+        if value is not None:
+            raise InputError(f"{flag} is for --engine spark")
 
     run_score(options_from(ScoreOptions, args))
     return 0
