@@ -8,7 +8,7 @@ from typing import Any
 
 from ..pooling import POOLINGS
 from ..windows import LONG_TEXT_MODES
-from .args import add_no_verify, options_from, word_list
+from .args import add_engine, add_no_verify, options_from, word_list
 
 _EPILOG = """\
 inputs: .txt (a line a text), .jsonl, .csv, .parquet, or - for stdin (.txt lines; --input-format jsonl).
@@ -71,6 +71,7 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
+    add_engine(p)
     add_no_verify(p)
     p.set_defaults(func=cmd_score)
 
