@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from clinbert_onnx.errors import QualityGateError
+from clinbert_onnx.schema import ONNXRUNTIME, OPENVINO
 
 from .recipes import GateThresholds, QuantRecipe
 
@@ -67,15 +68,25 @@ def batch_drift(model: Any, sentences: list[str], seed: int = 0) -> dict[str, fl
     return report
 
 
-def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu") -> dict[str, Any]:
-    """Agreement figures of ``variant`` with ``reference`` (both loaded from ``bundle_dir``), and its batch drift."""
+def measure(
+    bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu", engine: str = ONNXRUNTIME
+) -> dict[str, Any]:
+    """Agreement figures of ``variant`` on ``engine`` with ``reference`` on ONNX Runtime (both loaded from
+    ``bundle_dir``), its batch drift, and the CPU it was measured on."""
+    from clinbert_onnx.cpu import cpu_model, isa
     from clinbert_onnx.model import ClinicalBert
 
     ref = ClinicalBert.load(bundle_dir, device="cpu", variant=reference, verify=False)
     # The budget holds one probe text and its companions in a single padded batch.
     budget = (DRIFT_COMPANIONS + 1) * ref.max_length
     cand = ClinicalBert.load(
-        bundle_dir, device=device, variant=variant, verify=False, token_budget=budget, max_batch=DRIFT_COMPANIONS + 1
+        bundle_dir,
+        device=device,
+        variant=variant,
+        verify=False,
+        token_budget=budget,
+        max_batch=DRIFT_COMPANIONS + 1,
+        engine=engine,
     )
     sentences = probe_sentences()
     a = ref.embed(sentences)
@@ -100,6 +111,7 @@ def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str
             fill_mask_top5_overlap=round(float(np.mean(top5)), 4),
         )
     report.update(batch_drift(cand, sentences))
+    report.update(engine=engine, cpu=cpu_model(), cpu_flags=isa())
     return report
 
 
@@ -135,6 +147,14 @@ def gate_device(recipe: QuantRecipe) -> str:
     return "cpu"
 
 
+def gate_engine(recipe: QuantRecipe) -> str:
+    """The engine a variant ships for, and so is gated on: static INT8 on OpenVINO where ``openvino`` is
+    installed (else on ONNX Runtime, which also runs it, and the manifest says which); the rest on ONNX Runtime."""
+    from clinbert_onnx.engine_select import openvino_installed
+
+    return OPENVINO if recipe.static and openvino_installed() else ONNXRUNTIME
+
+
 def run_gate(
     bundle_dir: Path,
     variant: str,
@@ -142,8 +162,9 @@ def run_gate(
     allow_degraded: bool,
     device: str = "cpu",
     batch_invariant: bool = True,
+    engine: str = ONNXRUNTIME,
 ) -> dict[str, Any]:
-    report = measure(bundle_dir, variant, device=device)
+    report = measure(bundle_dir, variant, device=device, engine=engine)
     report["batch_invariant"] = batch_invariant
     missed = judge(report, thresholds, batch_invariant)
     report["thresholds"] = asdict(thresholds)
