@@ -163,7 +163,10 @@ RECIPES: dict[str, QuantRecipe] = {
         QuantRecipe(
             "int8-static",
             activations="static",
-            smoothing=0.95,
+            # SmoothQuant alpha measured on MiniLM vs PyTorch FP32 (450 held-out sentences, cosine mean / min):
+            # 0.5 0.9908 / 0.9782, 0.7 0.9976 / 0.9952, 0.8 0.9981 / 0.9955, 0.9 0.9979 / 0.9940, 0.95 (NNCF's
+            # default) 0.9974 / 0.9928; off 0.9920 / 0.9782
+            smoothing=0.8,
             quantize_embeddings=False,
             nodes_to_exclude=(DECODER_NODE,),
             variant="int8-static",

@@ -16,7 +16,9 @@ Settings, and why:
   compilation (cold start).
 - padding each batch's width up to a multiple of :data:`PAD_MULTIPLE` tokens: fewer distinct shapes, so
   OpenVINO's shape-specific kernel cache hits more often on mixed lengths. Padded positions are masked out;
-  outputs are cut back to the caller's width and ``mask_positions`` are renumbered.
+  outputs are cut back to the caller's width and ``mask_positions`` are renumbered. Measured (MiniLM
+  int8-static, 2 shared cores, smoke-level): 32 single texts of new lengths 0.62 / 0.85 s padded to 16 vs
+  0.95 / 1.40 s unpadded (two runs); warm repeated batches within noise (0.59–0.70 s both ways).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ ENGINES: dict[str, str] = {
     "openvino-int8": "openvino_engine",
     "ours-fp32": "ours",
     "ours-int8": "ours",
+    "ours-ov-static": "ours",
+    "ours-ort-static": "ours",
 }
 LABELS = {
     "torch-fp32": "PyTorch eager FP32",
@@ -27,6 +29,8 @@ LABELS = {
     "openvino-int8": "OpenVINO INT8 (NNCF static)",
     "ours-fp32": "clinbert-onnx FP32",
     "ours-int8": "clinbert-onnx INT8",
+    "ours-ov-static": "clinbert-onnx INT8 static on OpenVINO",
+    "ours-ort-static": "clinbert-onnx INT8 static on ONNX Runtime",
 }
 
 
