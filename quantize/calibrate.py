@@ -79,15 +79,17 @@ def activation_absmax(
     return out
 
 
-def calibration_feeds(model_dir: Path, inputs: set[str], sentences: list[str], batch: int = 8) -> list[dict[str, Any]]:
-    """Graph feeds of ``sentences`` in batches of ``batch`` (right-padded, at most 128 tokens each), for a graph
-    with ``inputs``; the masked-LM head (``mask_positions``) sees every real token, as at the per-token recipe's
-    calibration."""
+def calibration_feeds(
+    model_dir: Path, inputs: set[str], sentences: list[str], batch: int = 8, max_length: int = 128
+) -> list[dict[str, Any]]:
+    """Graph feeds of ``sentences`` in batches of ``batch`` (right-padded, at most ``max_length`` tokens each),
+    for a graph with ``inputs``; the masked-LM head (``mask_positions``) sees every real token, as at the
+    per-token recipe's calibration."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
     tokenizer.no_padding()
-    tokenizer.enable_truncation(128)
+    tokenizer.enable_truncation(max_length)
     feeds: list[dict[str, Any]] = []
     for start in range(0, len(sentences), batch):
         enc = tokenizer.encode_batch(sentences[start : start + batch])

@@ -19,14 +19,18 @@ Fixed scales make every text's result independent of its batch-mates. NNCF is an
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from clinbert_onnx.errors import ExportError, require
+from clinbert_onnx.schema import CONFIG_FILE
 
 from .recipes import QuantRecipe
 
+#: Calibration sentences are cut at this many tokens (or the model's positions, if fewer).
+CALIBRATION_TOKENS = 128
 #: The ops counted in the manifest's ``fused_ops`` for a static variant.
 COUNTED = ("QuantizeLinear", "DequantizeLinear", "MatMul", "SkipLayerNormalization", "BiasGelu", "Attention")
 
@@ -60,7 +64,11 @@ def quantize_static(fp32_path: Path, recipe: QuantRecipe) -> Any:
         unfuse_attention(model)
     model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     inputs = {i.name for i in model.graph.input}
-    feeds = calibration_feeds(fp32_path.parent, inputs, calibration_sentences(), batch=1)
+    config = json.loads((fp32_path.parent / CONFIG_FILE).read_text(encoding="utf-8"))
+    positions = int(config.get("max_position_embeddings", CALIBRATION_TOKENS))
+    feeds = calibration_feeds(
+        fp32_path.parent, inputs, calibration_sentences(), batch=1, max_length=min(CALIBRATION_TOKENS, positions)
+    )
     present = {n.name for n in model.graph.node}
     ignored = nncf.IgnoredScope(names=[n for n in recipe.nodes_to_exclude if n in present])
     advanced = AdvancedQuantizationParameters(

@@ -157,3 +157,22 @@ def test_cli_engine_flag_and_doctor(tiny_bundle: Path, capsys) -> None:
     assert main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert "openvino" in report["engines"] and "instruction sets" in report and "auto engine" in report
+
+
+@requires_static
+def test_serve_and_score_on_openvino(static_bundle: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    import httpx
+    from serve_support import serve_process
+
+    expected = ClinicalBert.load(static_bundle, engine="openvino").embed(TEXTS)
+    with serve_process(static_bundle, "--engine", "openvino") as (url, _proc):
+        info = httpx.get(f"{url}/info", timeout=30).json()
+        assert (info["engine"], info["variant"]) == ("openvino", "int8-static")
+        got = np.asarray(httpx.post(f"{url}/embed", json={"inputs": TEXTS}, timeout=30).json(), dtype=np.float32)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    inp, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    inp.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    assert main(["score", str(static_bundle), str(inp), "--out", str(out), "--quiet", "--engine", "openvino"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    np.testing.assert_allclose(np.asarray([r["embedding"] for r in rows], dtype=np.float32), expected, atol=1e-5)

@@ -83,3 +83,17 @@ def test_minilm_real_weights_static_int8_close_to_torch(minilm_static_bundle: Pa
     assert cos.mean() >= 0.995 and cos.min() >= 0.99, (cos.mean(), cos.min())
     quality = _variant(minilm_static_bundle)["quality"]
     assert quality["engine"] == "openvino" and quality["batch_drift_max"] <= STATIC_DRIFT
+
+
+def test_static_variant_of_a_64_position_model(tmp_path: Path) -> None:
+    """Calibration sentences are cut at the model's positions (64 here), not at a fixed 128 tokens."""
+    import builders
+    from clinbert_onnx.cli import main
+    from clinbert_onnx.export import ExportOptions, export_bundle
+
+    ckpt = builders.make_checkpoint(tmp_path / "ckpt64", max_positions=64)
+    bundle = export_bundle(ExportOptions(model=str(ckpt), out=tmp_path / "b64", variants=("fp32",)))
+    assert main(["quantize", str(bundle), "--recipe", "int8-static", "--allow-degraded"]) == 0
+    model = ClinicalBert.load(bundle, engine="openvino")
+    assert model.variant == "int8-static" and model.max_length == 64
+    assert model.encode([" ".join(["fever"] * 200), "short"]).windows[0] > 1
