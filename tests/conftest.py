@@ -8,6 +8,14 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# OpenVINO's compiled-model cache goes to a scratch folder, not the user's ~/.cache (removed at exit)
+if "CLINBERT_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["CLINBERT_CACHE_DIR"] = tempfile.mkdtemp(prefix="clinbert-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CLINBERT_CACHE_DIR"], True)
 sys.path.insert(0, str(Path(__file__).parent))
 
 import builders
