@@ -166,6 +166,7 @@ def _print_info(path: Path) -> None:
     for name, v in b.variants.items():
         print(
             f"  {name:6} {'+'.join(v.files):42} {f'{b.variant_mb(v):,.1f} MB':>10}  {v.precision} for {'/'.join(v.devices)}"
+            + (f" ({', '.join(v.engines)})" if v.engines else "")
         )
         print("    ops: " + ", ".join(f"{k} {n}" for k, n in v.fused_ops.items()))
         if v.parity:
