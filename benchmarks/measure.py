@@ -223,6 +223,33 @@ def embedding_quality(
     return out
 
 
+#: Texts checked alone and among random companions, and how many companions (as the gate's batch drift).
+DRIFT_TEXTS = 8
+DRIFT_COMPANIONS = 16
+
+
+def batch_invariance(engines: dict[str, Engine], seed: int = 0) -> dict[str, dict[str, float]]:
+    """How far a text's embedding moves with its batch-mates: each of ``DRIFT_TEXTS`` texts alone, then at a
+    random place among ``DRIFT_COMPANIONS`` random others, end to end through each engine's ``embed``."""
+    texts = sentences()
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(DRIFT_TEXTS):
+        others = [texts[j] for j in rng.choice(len(texts), DRIFT_COMPANIONS + 1, replace=False) if j != i]
+        place = int(rng.integers(0, DRIFT_COMPANIONS + 1))
+        cases.append((texts[i], others[:DRIFT_COMPANIONS], place))
+    out = {}
+    for name, engine in engines.items():
+        worst, cosine = 0.0, 1.0
+        for text, others, place in cases:
+            alone = engine.embed([text])[0]
+            among = engine.embed([*others[:place], text, *others[place:]])[place]
+            worst = max(worst, float(np.abs(alone - among).max()))
+            cosine = min(cosine, float(alone @ among))
+        out[name] = {"max_element_diff": float(f"{worst:.3g}"), "cosine_min": round(cosine, 9)}
+    return out
+
+
 def paired(fast: list[float], slow: list[float]) -> float | None:
     """Median over rounds of ``slow / fast`` times taken in the same round: the speed-up of ``fast``, robust to
     load that drifts between rounds (a shared machine)."""

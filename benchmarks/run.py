@@ -150,6 +150,9 @@ def bench_model(name: str, args: argparse.Namespace, plan: measure.Plan, cache: 
             for e in engines
             if e != "ours-int8"
         }
+    log(f"{name}: batch invariance (a text alone vs among {measure.DRIFT_COMPANIONS} companions)")
+    for e, drift in measure.batch_invariance(engines).items():
+        per[e]["batch_invariance"] = drift
     if "torch-fp32" in engines:
         log(f"{name}: embedding quality on {plan.quality_texts} sentences")
         for e, q in measure.embedding_quality(engines, plan).items():

@@ -37,7 +37,7 @@ from .validate import check_parity
 
 log = logging.getLogger("clinbert_onnx.export")
 OPSET = 18
-VARIANTS = ("fp32", "int8", "fp16")
+VARIANTS = ("fp32", "int8", "fp16", "int8-static")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ def _versions() -> dict[str, str | None]:
         "onnx",
         "onnxruntime",
         "onnxruntime-gpu",
+        "nncf",
+        "openvino",
         "torch",
         "transformers",
         "tokenizers",

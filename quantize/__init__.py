@@ -13,7 +13,7 @@ from pathlib import Path
 
 from clinbert_onnx.bundle import file_entry, open_bundle, write_manifest
 from clinbert_onnx.errors import BundleError
-from clinbert_onnx.schema import MANIFEST, Quality, VariantInfo
+from clinbert_onnx.schema import MANIFEST, ONNXRUNTIME, OPENVINO, Quality, VariantInfo
 
 from .onnx_io import data_name, save_model
 from .recipes import DEFAULT_INT8, RECIPES, GateThresholds, QuantRecipe, get_recipe
@@ -32,10 +32,17 @@ __all__ = [
 def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe, name: str | None = None) -> VariantInfo:
     """Write the quantized/converted model for ``recipe`` to ``out_path``; return its manifest record (no quality).
 
-    ``name`` is the variant's name in the manifest (default: the recipe's precision).
+    ``name`` is the variant's name in the manifest (default: the recipe's ``default_variant``).
     """
     devices: tuple[str, ...]
-    if recipe.precision == "int8":
+    engines: tuple[str, ...] | None = None
+    if recipe.static:
+        from .static import check_static, quantize_static
+
+        model = quantize_static(fp32_path, recipe)
+        counts = check_static(model, recipe)
+        devices, engines = ("cpu",), (OPENVINO, ONNXRUNTIME)
+    elif recipe.precision == "int8":
         from .int8 import check_quantized, quantize_int8
 
         model = quantize_int8(fp32_path, out_path, recipe)
@@ -50,13 +57,14 @@ def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe, name: st
         raise BundleError(f"unknown precision {recipe.precision!r}")
     data = save_model(model, out_path)
     return VariantInfo(
-        name=name or recipe.precision,
+        name=name or recipe.default_variant,
         file=out_path.name,
         data=data,
         precision=recipe.precision,
         devices=devices,
         fused_ops=counts,
         recipe=recipe.info(),
+        engines=engines,
     )
 
 
@@ -64,9 +72,17 @@ def gate_quality(
     bundle_dir: Path, variant: str, recipe: QuantRecipe, thresholds: GateThresholds, allow_degraded: bool
 ) -> Quality:
     """The accuracy gate's report for ``variant`` of the bundle in ``bundle_dir`` (raises QualityGateError)."""
-    from .gate import gate_device, run_gate
+    from .gate import gate_device, gate_engine, run_gate
 
-    return run_gate(bundle_dir, variant, thresholds, allow_degraded, gate_device(recipe), recipe.batch_invariant)
+    return run_gate(
+        bundle_dir,
+        variant,
+        thresholds,
+        allow_degraded,
+        gate_device(recipe),
+        recipe.batch_invariant,
+        gate_engine(recipe),
+    )
 
 
 def requantize(
@@ -76,11 +92,11 @@ def requantize(
     allow_degraded: bool,
     variant: str | None = None,
 ) -> VariantInfo:
-    """Rebuild one variant (default: the recipe's precision) of an existing bundle from its fp32 variant."""
+    """Rebuild one variant (default: the recipe's ``default_variant``) of an existing bundle from its fp32 variant."""
     bundle = open_bundle(bundle_dir)
     fp32 = bundle.variant("fp32")
     bundle.verify(fp32.files)
-    name = variant or recipe.precision
+    name = variant or recipe.default_variant
     final = bundle.path / f"model.{name}.onnx"
     final_data = bundle.path / data_name(final.name)
     staging = bundle.path / f".requantize-{name}-{os.getpid()}"

@@ -82,3 +82,32 @@ def activation_absmax(
             peak = np.abs(flat).max(axis=0)
             out[name] = np.maximum(out[name], peak) if name in out else peak
     return out
+
+
+def calibration_feeds(
+    model_dir: Path, inputs: set[str], sentences: list[str], batch: int = 8, max_length: int = 128
+) -> list[dict[str, Any]]:
+    """Graph feeds of ``sentences`` in batches of ``batch`` (right-padded, at most ``max_length`` tokens each),
+    for a graph with ``inputs``; the masked-LM head (``mask_positions``) sees every real token, as at the
+    per-token recipe's calibration."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    feeds: list[dict[str, Any]] = []
+    for start in range(0, len(sentences), batch):
+        enc = tokenizer.encode_batch(sentences[start : start + batch])
+        width = max(len(e.ids) for e in enc)
+        ids = np.zeros((len(enc), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, e in enumerate(enc):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
+        feed: dict[str, Any] = {INPUT_IDS: ids, ATTENTION_MASK: mask}
+        if TOKEN_TYPE_IDS in inputs:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
+        if MASK_POSITIONS in inputs:
+            feed[MASK_POSITIONS] = np.flatnonzero(mask.reshape(-1)).astype(np.int64)
+        feeds.append(feed)
+    return feeds

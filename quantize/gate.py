@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from clinbert_onnx.errors import QualityGateError
-from clinbert_onnx.schema import Quality
+from clinbert_onnx.schema import ONNXRUNTIME, OPENVINO, Quality
 
 from .recipes import GateThresholds, QuantRecipe
 
@@ -73,16 +73,26 @@ def batch_drift(model: Any, sentences: list[str], seed: int = 0) -> Drift:
     return Drift(float(f"{worst:.3g}"), round(cosine, 9), float(f"{fill:.3g}") if probes else None)
 
 
-def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu") -> Quality:
-    """Agreement figures of ``variant`` with ``reference`` (both loaded from ``bundle_dir``) and its batch drift;
-    ``passed`` is None until ``run_gate`` judges them."""
+def measure(
+    bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu", engine: str = ONNXRUNTIME
+) -> Quality:
+    """Agreement figures of ``variant`` on ``engine`` with ``reference`` on ONNX Runtime (both loaded from
+    ``bundle_dir``), its batch drift, and the CPU it was measured on; ``passed`` is None until ``run_gate``
+    judges them."""
+    from clinbert_onnx.cpu import cpu_model, isa
     from clinbert_onnx.model import ClinicalBert
 
     ref = ClinicalBert.load(bundle_dir, device="cpu", variant=reference, verify=False)
     # The budget holds one probe text and its companions in a single padded batch.
     budget = (DRIFT_COMPANIONS + 1) * ref.max_length
     cand = ClinicalBert.load(
-        bundle_dir, device=device, variant=variant, verify=False, token_budget=budget, max_batch=DRIFT_COMPANIONS + 1
+        bundle_dir,
+        device=device,
+        variant=variant,
+        verify=False,
+        token_budget=budget,
+        max_batch=DRIFT_COMPANIONS + 1,
+        engine=engine,
     )
     sentences = probe_sentences()
     cos = (ref.embed(sentences) * cand.embed(sentences)).sum(axis=1)
@@ -110,7 +120,7 @@ def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str
             fill_mask_top1_agreement=round(float(np.mean(top1)), 4),
             fill_mask_top5_overlap=round(float(np.mean(top5)), 4),
         )
-    return quality
+    return replace(quality, engine=engine, cpu=cpu_model(), cpu_flags=tuple(isa()))
 
 
 def judge(quality: Quality, thresholds: GateThresholds, batch_invariant: bool = True) -> list[str]:
@@ -145,6 +155,14 @@ def gate_device(recipe: QuantRecipe) -> str:
     return "cpu"
 
 
+def gate_engine(recipe: QuantRecipe) -> str:
+    """The engine a variant ships for, and so is gated on: static INT8 on OpenVINO where ``openvino`` is
+    installed (else on ONNX Runtime, which also runs it, and the manifest says which); the rest on ONNX Runtime."""
+    from clinbert_onnx.engine_select import openvino_installed
+
+    return OPENVINO if recipe.static and openvino_installed() else ONNXRUNTIME
+
+
 def run_gate(
     bundle_dir: Path,
     variant: str,
@@ -152,9 +170,10 @@ def run_gate(
     allow_degraded: bool,
     device: str = "cpu",
     batch_invariant: bool = True,
+    engine: str = ONNXRUNTIME,
 ) -> Quality:
-    """Measure and judge ``variant``; raises QualityGateError on a miss unless ``allow_degraded``."""
-    quality = measure(bundle_dir, variant, device=device)
+    """Measure and judge ``variant`` on ``engine``; raises QualityGateError on a miss unless ``allow_degraded``."""
+    quality = measure(bundle_dir, variant, device=device, engine=engine)
     missed = judge(quality, thresholds, batch_invariant)
     quality = replace(
         quality, batch_invariant=batch_invariant, thresholds=asdict(thresholds), passed=not missed, missed=tuple(missed)

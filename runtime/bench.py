@@ -12,20 +12,32 @@ Also the shared primitives of ``benchmarks/``: the operation count of BERT and t
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .schema import ATTENTION_MASK, CONFIG_FILE, INPUT_IDS, LAST_HIDDEN_STATE, MASK_POSITIONS, TOKEN_TYPE_IDS
+from .cpu import cpu_flags as cpu_flags
+from .cpu import cpu_ghz as cpu_ghz
+from .cpu import cpu_peaks as cpu_peaks
+from .cpu import machine_info as machine_info
+from .schema import (
+    ATTENTION_MASK,
+    CONFIG_FILE,
+    INPUT_IDS,
+    LAST_HIDDEN_STATE,
+    MASK_POSITIONS,
+    ONNXRUNTIME,
+    OPENVINO,
+    TOKEN_TYPE_IDS,
+)
 
 LENGTHS = (16, 64, 128, 512)
 THROUGHPUT_BATCH = 32
@@ -46,81 +58,6 @@ def bert_gops(
     per_layer = 4 * seq * hidden * hidden + 2 * seq * hidden * intermediate + 2 * seq * seq * hidden
     head = head_rows * (hidden * hidden + hidden * vocab)
     return 2.0 * (batch * layers * per_layer + head) / 1e9
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def cpu_ghz() -> float | None:
-    """Nominal clock from the model name ("@ 2.10GHz") or ``cpu MHz``; None when unknown."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("model name") and "GHz" in line:
-            return float(line.rsplit("@", 1)[-1].strip().removesuffix("GHz"))
-    for line in text.splitlines():
-        if line.startswith("cpu MHz"):
-            return float(line.split(":", 1)[1]) / 1000
-    return None
-
-
-def cpu_peaks(cores: int, ghz: float, flags: set[str]) -> dict[str, float]:
-    """Peak GOP/s per instruction set: ops per cycle per core × cores × GHz (two 512-bit FMA ports assumed).
-
-    FP32 AVX-512: 2 ports × 16 lanes × 2 = 64; INT8 VNNI (vpdpbusd): 2 × 64 × 2 = 256; AMX-INT8: 2048;
-    AMX-BF16: 1024. Only the sets the CPU reports are listed.
-    """
-    per_cycle = {
-        "fp32_avx512": (64, "avx512f"),
-        "fp32_avx2": (32, "avx2"),
-        "int8_vnni": (256, "avx512_vnni"),
-        "int8_amx": (2048, "amx_int8"),
-        "bf16_amx": (1024, "amx_bf16"),
-    }
-    return {name: ops * cores * ghz for name, (ops, flag) in per_cycle.items() if flag in flags}
-
-
-def machine_info() -> dict[str, Any]:
-    from .session import available_cpus
-
-    flags = cpu_flags()
-    ghz = cpu_ghz()
-    cores = available_cpus()
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for dist in ("clinbert-onnx", "onnxruntime", "onnxruntime-gpu", "tokenizers", "numpy"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "cpu": model,
-        "cores": cores,
-        "ghz": ghz,
-        "isa": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}),
-        "peaks_gops": cpu_peaks(cores, ghz, flags) if ghz else {},
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -232,13 +169,12 @@ CHILD = (
 
 def cold_start_child(t_imported_start: float, argv: list[str]) -> None:
     """In a fresh process: import, load, first embedding; then one batch-32 × 128 run; print JSON timings."""
-    bundle, variant, threads = argv[0], argv[1], int(argv[2])
+    bundle, variant, threads, engine = argv[0], argv[1], int(argv[2]), argv[3]
     from . import ClinicalBert, SessionConfig
 
     t_import = time.monotonic()
-    model = ClinicalBert.load(
-        bundle, device="cpu", variant=variant, verify=False, session_config=SessionConfig(intra_op_threads=threads)
-    )
+    config = SessionConfig(intra_op_threads=threads)
+    model = ClinicalBert.load(bundle, device="cpu", variant=variant, verify=False, session_config=config, engine=engine)
     t_load = time.monotonic()
     model.embed(["Patient admitted with chest pain and shortness of breath."])
     t_first = time.monotonic()
@@ -246,7 +182,7 @@ def cold_start_child(t_imported_start: float, argv: list[str]) -> None:
     tok = model.bundle.tokenizer
     length = min(THROUGHPUT_LENGTH, model.max_length)
     ids = token_rows(model.tokenizer, probe_texts(), length, THROUGHPUT_BATCH, tok.cls_token_id, tok.sep_token_id)
-    model.session.run([LAST_HIDDEN_STATE], feed_for(ids, {i.name for i in model.session.get_inputs()}))
+    model.engine.run([LAST_HIDDEN_STATE], feed_for(ids, set(model.engine.input_names)))
     print(
         json.dumps(
             {
@@ -261,11 +197,14 @@ def cold_start_child(t_imported_start: float, argv: list[str]) -> None:
     )
 
 
-def cold_start(bundle: Path, variant: str, threads: int) -> dict[str, Any]:
+def cold_start(bundle: Path, variant: str, threads: int, engine: str = ONNXRUNTIME) -> dict[str, Any]:
     """Spawn a fresh interpreter; wall time from spawn to first embedding, and peak RSS."""
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(bundle), variant, str(threads)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", CHILD, str(bundle), variant, str(threads), engine],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1][:300] if proc.stderr.strip() else "failed"}
@@ -311,18 +250,42 @@ def _reps(base: int, length: int) -> int:
     return max(1, base * 128 // max(length, 128)) if length >= 128 else base * 2
 
 
+def bench_runs(bundle: Any, variants: list[str] | None, engines: list[str] | None) -> dict[str, tuple[str, str]]:
+    """What to measure: key → (variant, engine). Every CPU variant (or ``variants``) on every engine that runs it
+    (``engines``, default: ONNX Runtime, and OpenVINO when installed); keys are variant names, ``NAME@openvino``
+    on OpenVINO."""
+    from .engine_select import openvino_installed
+
+    engines = engines or [ONNXRUNTIME, *([OPENVINO] if openvino_installed() else [])]
+    names = variants or [v.name for v in bundle.variants.values() if "cpu" in v.devices]
+    return {
+        n if e == ONNXRUNTIME else f"{n}@{e}": (n, e) for e in engines for n in names if bundle.variants[n].runs_on(e)
+    }
+
+
 def run_bench(
-    bundle_path: Path, variants: list[str] | None, plan: BenchPlan, log: Callable[[str], None] = lambda _: None
+    bundle_path: Path,
+    variants: list[str] | None,
+    plan: BenchPlan,
+    log: Callable[[str], None] = lambda _: None,
+    engines: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Measure ``variants`` (default: all CPU variants of the bundle) and return the results as a dict."""
+    """Measure ``variants`` (default: all CPU variants of the bundle) on ``engines`` (default: every installed
+    engine that runs them) and return the results as a dict."""
     from . import ClinicalBert, SessionConfig
     from .bundle import open_bundle
 
     bundle = open_bundle(bundle_path)
-    names = variants or [v.name for v in bundle.variants.values() if "cpu" in v.devices]
+    runs = bench_runs(bundle, variants, engines)
+    if not runs:
+        from .errors import InputError
+
+        raise InputError("none of the engines asked for runs the variants asked for")
+    names = list(runs)
     config = SessionConfig(intra_op_threads=plan.threads)
     models = {
-        n: ClinicalBert.load(bundle_path, device="cpu", variant=n, verify=False, session_config=config) for n in names
+        k: ClinicalBert.load(bundle_path, device="cpu", variant=v, verify=False, session_config=config, engine=e)
+        for k, (v, e) in runs.items()
     }
     first = next(iter(models.values()))
     cfg = json.loads((bundle.path / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -343,12 +306,14 @@ def run_bench(
         "machine": machine_info(),
         "plan": plan.__dict__ | {"lengths": list(plan.lengths)},
         "variants": {
-            n: {
-                "file": bundle.variants[n].file,
-                "size_mb": round(bundle.variant_mb(bundle.variants[n]), 1),
+            k: {
+                "variant": v,
+                "engine": e,
+                "file": bundle.variants[v].file,
+                "size_mb": round(bundle.variant_mb(bundle.variants[v]), 1),
                 "latency": {},
             }
-            for n in names
+            for k, (v, e) in runs.items()
         },
     }
 
@@ -402,7 +367,8 @@ def run_bench(
         del models, first, calls
         for n in names:
             log(f"cold start and peak RSS: {n} (fresh process)")
-            results["variants"][n]["cold_start"] = cold_start(bundle.path, n, plan.threads)
+            variant, engine = runs[n]
+            results["variants"][n]["cold_start"] = cold_start(bundle.path, variant, plan.threads, engine)
     return results
 
 
@@ -415,5 +381,5 @@ def _bound(fn: Callable[[Any], object], arg: Any) -> Callable[[], object]:
 
 
 def _session_call(model: Any, ids: np.ndarray) -> Callable[[], object]:
-    feed = feed_for(ids, {i.name for i in model.session.get_inputs()})
-    return lambda: model.session.run([LAST_HIDDEN_STATE], feed)
+    feed = feed_for(ids, set(model.engine.input_names))
+    return lambda: model.engine.run([LAST_HIDDEN_STATE], feed)

@@ -1,4 +1,5 @@
-"""Environment report: which onnxruntime is installed, which providers really start, and why not."""
+"""Environment report: which onnxruntime is installed, which providers really start, and why not; which inference
+engines are installed, this CPU's instruction sets, and what ``engine="auto"`` would do with a static variant."""
 
 from __future__ import annotations
 
@@ -46,4 +47,24 @@ def report() -> dict[str, Any]:
         "cpus available": available_cpus(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "torch installed": _version("torch") is not None,
+        **engines(),
+    }
+
+
+def engines() -> dict[str, Any]:
+    """The engines installed, the CPU's instruction sets and ``engine="auto"``'s choice for a bundle with an
+    int8-static variant on this machine."""
+    from .cpu import cpu_flags, cpu_model, isa
+    from .engine_select import choose_engine, openvino_installed
+    from .schema import OPENVINO, VariantInfo
+
+    installed = openvino_installed()
+    static = {"int8-static": VariantInfo(file="-", precision="int8", engines=(OPENVINO,))}
+    choice, reason = choose_engine(static, None, "cpu", cpu_flags(), installed)
+    return {
+        "engines": ", ".join(["onnxruntime", *([OPENVINO] if installed else [])]),
+        "openvino": _version("openvino") or "not installed (pip install 'clinbert-onnx[openvino]')",
+        "cpu": cpu_model(),
+        "instruction sets": ", ".join(isa()) or "unknown",
+        "auto engine": f"{choice}: {reason}",
     }

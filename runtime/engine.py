@@ -1,8 +1,8 @@
 """The engine seam: what the run stage needs from an inference backend, and the ONNX Runtime engine.
 
 An :class:`Engine` takes named inputs and returns the named outputs asked for. ``ClinicalBert`` plans batches
-and builds feeds; the engine only runs them. ONNX Runtime is the one implementation; another backend (e.g.
-OpenVINO) implements the same five members and is passed to :class:`~clinbert_onnx.model.ClinicalBert`.
+and builds feeds; the engine only runs them. ONNX Runtime's is here; OpenVINO's (``openvino_engine.OpenVinoEngine``,
+the ``[openvino]`` extra) implements the same members; ``ClinicalBert.load(engine=...)`` picks one.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+
+from .schema import ONNXRUNTIME
 
 
 class Engine(Protocol):
@@ -43,6 +45,8 @@ class OrtEngine:
     """An ``onnxruntime.InferenceSession`` as an :class:`Engine`. On CUDA, runs through I/O binding: inputs
     are copied to the device once and only the requested outputs (pooled vectors or masked logits, never the
     whole hidden state) are copied back."""
+
+    name = ONNXRUNTIME
 
     def __init__(self, session: Any, device: str) -> None:
         self.session = session

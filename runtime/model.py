@@ -24,7 +24,7 @@ from .batching import CALL_OVERHEAD_TOKENS, pad_rows, plan_batches
 from .bundle import Bundle, VariantInfo, open_bundle
 from .engine import Engine, OrtEngine
 from .errors import BundleError, InputError
-from .schema import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
+from .schema import ATTENTION_MASK, INPUT_IDS, ONNXRUNTIME, OPENVINO, TOKEN_TYPE_IDS
 from .session import SessionConfig, create_session
 from .tasks import (
     HEADS,
@@ -110,18 +110,29 @@ class ClinicalBert:
         session_config: SessionConfig | None = None,
         token_budget: int | None = None,
         max_batch: int | None = None,
+        engine: str = ONNXRUNTIME,
     ) -> ClinicalBert:
         """Open a bundle folder, verify the checksums of the files it will read, and start a session.
 
         ``device``: "cpu" | "cuda" | "auto". ``variant``: defaults to int8 on CPU, fp16 (else fp32) on CUDA.
         ``verify=False`` skips hashing (for trusted hot paths; the external-data check still runs).
+        ``engine``: "onnxruntime" (default) | "openvino" (CPU; the ``[openvino]`` extra; default variant
+        int8-static, else fp32) | "auto" (OpenVINO only where it wins: see ``engine_select``).
         """
         import onnxruntime as ort
 
+        from .engine_select import check_engine
         from .session import resolve_device
 
+        check_engine(engine)
         bundle = open_bundle(path)
         target = resolve_device(device, ort.get_available_providers())
+        if engine != ONNXRUNTIME:
+            from .engine_select import resolve_engine
+
+            engine = resolve_engine(engine, bundle.variants, variant, device if engine == OPENVINO else target)
+        if engine == OPENVINO:
+            return cls._load_openvino(bundle, variant, verify, session_config, token_budget, max_batch)
         chosen = bundle.variant(variant) if variant else _default_variant(bundle, target)
         wait = _check_variant(bundle, chosen, verify, bundle.tokenizer.file)
         session, actual = create_session(bundle.path / chosen.file, device, session_config or SessionConfig())
@@ -135,6 +146,26 @@ class ClinicalBert:
                 session, actual = create_session(bundle.path / chosen.file, actual, session_config or SessionConfig())
                 wait()
         return cls(bundle, OrtEngine(session, actual), actual, chosen.name, token_budget, max_batch)
+
+    @classmethod
+    def _load_openvino(
+        cls,
+        bundle: Bundle,
+        variant: str | None,
+        verify: bool,
+        session_config: SessionConfig | None,
+        token_budget: int | None,
+        max_batch: int | None,
+    ) -> ClinicalBert:
+        from .engine_select import openvino_variant
+        from .openvino_engine import OpenVinoEngine, settings_for
+
+        chosen = openvino_variant(bundle.variants, variant)
+        wait = _check_variant(bundle, chosen, verify, bundle.tokenizer.file)
+        threads = (session_config or SessionConfig()).intra_op_threads
+        engine = OpenVinoEngine.load(bundle.path / chosen.file, settings_for(threads, bundle.tokenizer.max_length))
+        wait()
+        return cls(bundle, engine, "cpu", chosen.name, token_budget, max_batch)
 
     # ----------------------------------------------------------------------------------------------- info
     @property
@@ -159,6 +190,7 @@ class ClinicalBert:
             "revision": self.bundle.manifest.source.revision,
             "variant": self.variant,
             "device": self.device,
+            "engine": getattr(self.engine, "name", ONNXRUNTIME),
             "hidden_size": self.hidden_size,
             "max_length": self.max_length,
             "fill_mask": self.has_mlm_head,

@@ -41,6 +41,10 @@ MASK_LOGITS = "mask_logits"
 ENCODER_INPUTS = (INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)
 MASK_POSITIONS_LAYOUT = "int64 [num_masks]: flat indices row * padded_length + position"
 
+# ------------------------------------------------------------------------------------------------ engines
+ONNXRUNTIME = "onnxruntime"
+OPENVINO = "openvino"
+
 # ------------------------------------------------------------------------------------------------ tasks
 FEATURE_EXTRACTION = "feature-extraction"
 FILL_MASK = "fill-mask"
@@ -296,6 +300,10 @@ class RecipeInfo(_Record):
     nodes_to_exclude: tuple[str, ...] | None = field(default=None, metadata=_OMIT_NONE)
     decoder: str | None = field(default=None, metadata=_OMIT_NONE)
     method: str | None = field(default=None, metadata=_OMIT_NONE)
+    #: The quantizer and its version (e.g. "nncf 3.4.0") where not ONNX Runtime's own tooling.
+    quantizer: str | None = field(default=None, metadata=_OMIT_NONE)
+    #: Static INT8: calibration sentences the fixed activation ranges were measured on.
+    calibration_sentences: int | None = field(default=None, metadata=_OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -340,6 +348,10 @@ class Quality(_Record):
     batch_invariant: bool | None = field(default=None, metadata=_OMIT_NONE)
     thresholds: Mapping[str, float] | None = field(default=None, metadata=_OMIT_NONE)
     note: str | None = field(default=None, metadata=_OMIT_NONE)
+    #: The inference engine the gate ran the variant on (absent: ONNX Runtime) and the CPU it ran on.
+    engine: str | None = field(default=None, metadata=_OMIT_NONE)
+    cpu: str | None = field(default=None, metadata=_OMIT_NONE)
+    cpu_flags: tuple[str, ...] | None = field(default=None, metadata=_OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     #: The measured agreement figures, in the order reports print them.
@@ -362,8 +374,17 @@ class VariantInfo(_Record):
     recipe: RecipeInfo | None = None
     parity: Parity | None = field(default=None, metadata=_OMIT_NONE)
     quality: Quality | None = field(default=None, metadata=_OMIT_NONE)
+    #: Inference engines the variant is built for, best first (absent: ONNX Runtime only; see ``runs_on``).
+    engines: tuple[str, ...] | None = field(default=None, metadata=_OMIT_NONE)
     name: str = field(default="", metadata=_NOT_A_KEY)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def runs_on(self, engine: str) -> bool:
+        """Whether ``engine`` runs this variant: the ones it lists; without a list ONNX Runtime, and OpenVINO
+        for fp32 (it reads the fused FP32 graph's contrib ops, not the int8 variants' QGemm/QAttention)."""
+        if self.engines is not None:
+            return engine in self.engines
+        return engine == ONNXRUNTIME or (engine == OPENVINO and self.precision == "fp32")
 
     @property
     def files(self) -> tuple[str, ...]:

@@ -8,6 +8,14 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# OpenVINO's compiled-model cache goes to a scratch folder, not the user's ~/.cache (removed at exit)
+if "CLINBERT_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["CLINBERT_CACHE_DIR"] = tempfile.mkdtemp(prefix="clinbert-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CLINBERT_CACHE_DIR"], True)
 sys.path.insert(0, str(Path(__file__).parent))
 
 import builders
@@ -20,6 +28,10 @@ def _has(module: str) -> bool:
 
 
 requires_export = pytest.mark.skipif(not _has("torch") or not _has("optimum"), reason="needs the [export] extra")
+requires_openvino = pytest.mark.skipif(not _has("openvino"), reason="needs the [openvino] extra")
+requires_static = pytest.mark.skipif(
+    not _has("nncf") or not _has("openvino") or not _has("torch"), reason="needs the [export] and [static] extras"
+)
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +58,30 @@ def minilm_bundle(fixture_root: Path) -> Path:
     from clinbert_onnx.export import ExportOptions, export_bundle
 
     return export_bundle(ExportOptions(model=str(builders.minilm_dir()), out=fixture_root / "minilm"))
+
+
+@pytest.fixture(scope="session")
+def static_bundle(fixture_root: Path, tiny_checkpoint: Path) -> Path:
+    """The tiny masked LM exported with ``--variants fp32,int8,int8-static`` (the static variant gated on OpenVINO)."""
+    from clinbert_onnx.export import ExportOptions, export_bundle
+
+    options = ExportOptions(
+        model=str(tiny_checkpoint),
+        out=fixture_root / "tiny-static",
+        variants=("fp32", "int8", "int8-static"),
+        allow_degraded=True,
+    )
+    return export_bundle(options)
+
+
+@pytest.fixture(scope="session")
+def minilm_static_bundle(fixture_root: Path, minilm_bundle: Path) -> Path:
+    """A copy of the MiniLM bundle with ``clinbert quantize --recipe int8-static`` applied."""
+    import shutil
+
+    from clinbert_onnx.cli import main
+
+    copy = fixture_root / "minilm-static"
+    shutil.copytree(minilm_bundle, copy)
+    assert main(["quantize", str(copy), "--recipe", "int8-static"]) == 0
+    return copy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import pytest
 from clinbert_onnx.bench import bert_gops, cpu_peaks, mixed_lengths, texts_of_lengths
 from clinbert_onnx.cli import main
-from conftest import requires_export
+from conftest import requires_export, requires_static
 
 
 def test_bert_base_operation_count_matches_the_hand_count():
@@ -48,7 +49,9 @@ def test_bench_quick_on_the_tiny_bundle_writes_the_figures(tiny_bundle, tmp_path
     printed = capsys.readouterr().out
     assert "b1 latency 16 tok" in printed and "cold start" in printed
     results = json.loads((tmp_path / "bench.json").read_text())
-    assert set(results["variants"]) == {"fp32", "int8"}
+    # every installed engine, on the variants it runs (OpenVINO: fp32 here; the tiny bundle has no int8-static)
+    expected = {"fp32", "int8"} | ({"fp32@openvino"} if importlib.util.find_spec("openvino") else set())
+    assert set(results["variants"]) == expected
     for fig in results["variants"].values():
         assert set(fig["latency"]) == {"16", "128"}  # quick mode; 512 is capped away (tiny max_length 128)
         assert (
@@ -93,3 +96,14 @@ def test_bench_modules_import_no_heavy_module():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+@requires_static
+def test_bench_compares_the_engines(static_bundle, tmp_path, capsys):
+    args = ["bench", str(static_bundle), "--quick", "--no-cold-start", "--out", str(tmp_path)]
+    assert main([*args, "--variants", "int8,int8-static", "--engines", "onnxruntime,openvino"]) == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert set(results["variants"]) == {"int8", "int8-static", "int8-static@openvino"}
+    assert results["variants"]["int8-static@openvino"]["engine"] == "openvino"
+    assert "int8-static@openvino" in capsys.readouterr().out
+    assert main([*args, "--engines", "tensorrt"]) == 2

@@ -20,6 +20,8 @@ ENGINES: dict[str, str] = {
     "ours-fp32": "ours",
     "ours-int8": "ours",
     "ours-int8-dynamic": "ours",
+    "ours-ov-static": "ours",
+    "ours-ort-static": "ours",
 }
 LABELS = {
     "torch-fp32": "PyTorch eager FP32",
@@ -29,6 +31,8 @@ LABELS = {
     "ours-fp32": "clinbert-onnx FP32",
     "ours-int8": "clinbert-onnx INT8 (per-token, default)",
     "ours-int8-dynamic": "clinbert-onnx INT8 dynamic per-tensor (0.1 default, batch-dependent)",
+    "ours-ov-static": "clinbert-onnx INT8 static on OpenVINO",
+    "ours-ort-static": "clinbert-onnx INT8 static on ONNX Runtime",
 }
 
 

@@ -1,4 +1,7 @@
-"""clinbert-onnx: our bundle through the public ``ClinicalBert`` API and its session (gathered MLM head)."""
+"""clinbert-onnx: our bundle through the public ``ClinicalBert`` API and its engine (gathered MLM head).
+
+``ours-fp32`` / ``ours-int8``: ONNX Runtime; ``ours-ov-static`` / ``ours-ort-static``: the int8-static variant on
+OpenVINO / ONNX Runtime (added to the bundle by ``build`` when absent: needs the [static] extra)."""
 
 from __future__ import annotations
 
@@ -16,9 +19,29 @@ from clinbert_onnx.schema import (
 
 from .base import ModelSpec, top_k
 
+#: adapter name → (engine, variant)
+RUNS = {
+    "ours-fp32": ("onnxruntime", "fp32"),
+    "ours-int8": ("onnxruntime", "int8"),
+    "ours-ov-static": ("openvino", "int8-static"),
+    "ours-ort-static": ("onnxruntime", "int8-static"),
+}
+STATIC = "int8-static"
+
 
 def build(spec: ModelSpec, cache: Path) -> None:
-    """The bundle is built by run.py (``export_bundle``) before any engine loads."""
+    """The bundle is built by run.py (``export_bundle``) before any engine loads; the static variant is added by
+    ``load`` the first time a static adapter needs it (``build`` does not know which adapter asks)."""
+
+
+def add_static_variant(spec: ModelSpec) -> None:
+    from clinbert_onnx.bundle import open_bundle
+
+    if STATIC in open_bundle(spec.bundle).variants:
+        return
+    from clinbert_onnx.quantize import GateThresholds, get_recipe, requantize
+
+    requantize(spec.bundle, get_recipe(STATIC), GateThresholds(), allow_degraded=True)
 
 
 class Ours:
@@ -26,16 +49,17 @@ class Ours:
         from clinbert_onnx import ClinicalBert, SessionConfig
 
         self.name = name
-        self.variant = name.split("-", 1)[1]
+        engine, self.variant = RUNS[name]
         self.model = ClinicalBert.load(
             spec.bundle,
             device="cpu",
             variant=self.variant,
             verify=False,
             session_config=SessionConfig(intra_op_threads=threads),
+            engine=engine,
         )
-        self.session = self.model.session
-        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.engine = self.model.engine
+        self.inputs = set(self.engine.input_names)
         self.spec = spec
 
     def _feed(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -47,13 +71,13 @@ class Ours:
         return feed
 
     def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run([LAST_HIDDEN_STATE], self._feed(ids, mask))[0]
+        return self.engine.run([LAST_HIDDEN_STATE], self._feed(ids, mask))[0]
 
     def mask_top(self, ids: np.ndarray, mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int) -> np.ndarray:
         if MASK_POSITIONS not in self.inputs:
             raise NotImplementedError("no masked-LM head")
         flat = (rows * ids.shape[1] + cols).astype(np.int64)
-        (logits,) = self.session.run([MASK_LOGITS], self._feed(ids, mask, flat))  # [M, V]: masks only
+        (logits,) = self.engine.run([MASK_LOGITS], self._feed(ids, mask, flat))  # [M, V]: masks only
         return top_k(logits, k)
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -65,4 +89,6 @@ class Ours:
 
 
 def load(name: str, spec: ModelSpec, cache: Path, threads: int) -> Ours:
+    if RUNS[name][1] == STATIC:
+        add_static_variant(spec)
     return Ours(name, spec, threads)

@@ -22,5 +22,15 @@ def word_list(value: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in value.split(",") if t.strip())
 
 
+def add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        default="onnxruntime",
+        choices=("onnxruntime", "openvino", "auto"),
+        help="inference engine: onnxruntime (default), openvino (CPU, the [openvino] extra; variant int8-static, "
+        "else fp32) or auto (OpenVINO only with an int8-static variant on a CPU with AVX-512 VNNI or AMX)",
+    )
+
+
 def add_no_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip checksum verification at load")

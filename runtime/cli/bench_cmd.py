@@ -15,6 +15,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure a bundle's variants on this machine (latency, throughput, memory)")
     p.add_argument("bundle", type=Path)
     p.add_argument("--variants", help="comma-separated variants (default: every CPU variant)")
+    p.add_argument(
+        "--engines",
+        help="comma-separated engines to compare: onnxruntime, openvino (default: every installed engine; each "
+        "runs the variants built for it, OpenVINO int8-static and fp32)",
+    )
     p.add_argument("--out", type=Path, default=Path("."), help="folder for bench.json and bench.png (default: .)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: the cores available)")
     p.add_argument("--quick", action="store_true", help="few repetitions (a smoke test, not a measurement)")
@@ -44,7 +49,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             bundle.variant(name)
             if "cpu" not in bundle.variants[name].devices:
                 raise InputError(f"variant {name} is not a CPU variant; clinbert bench measures CPU variants")
-    results = run_bench(args.bundle, variants, plan, log)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else None
+    for engine in engines or []:
+        if engine not in ("onnxruntime", "openvino"):
+            raise InputError(f"unknown engine {engine!r}: use onnxruntime and/or openvino")
+    if engines and "openvino" in engines:
+        from ..errors import require
+
+        require("openvino", "openvino")
+    results = run_bench(args.bundle, variants, plan, log, engines)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     note = write_png(results, args.out / "bench.png")

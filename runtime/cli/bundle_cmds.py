@@ -37,7 +37,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="allow pytorch_model.bin (read with torch.load(weights_only=True))",
     )
-    p.add_argument("--variants", default="fp32,int8", help="comma list of fp32,int8,fp16 (default fp32,int8)")
+    p.add_argument(
+        "--variants",
+        default="fp32,int8",
+        help="comma list of fp32,int8,fp16,int8-static (default fp32,int8; int8-static needs the [static] extra)",
+    )
     p.add_argument("--recipe", default="int8", help="int8 recipe (see `clinbert quantize --list`)")
     p.add_argument("--allow-degraded", action="store_true", help="keep a variant that fails the accuracy gate")
     p.add_argument("--parity-tolerance", type=float, default=1e-4, help="max abs diff FP32 ONNX vs PyTorch")
@@ -132,6 +136,7 @@ def _print_quality(q: Quality | None) -> None:
     figures = ", ".join(f"{k} {v}" for k, v in q.figures().items())
     status = {True: "passed", False: "FAILED (kept with --allow-degraded)", None: "not measured"}[q.passed]
     where = f" on {q.device}" if q.device else ""
+    where += f" ({q.engine})" if q.engine else ""
     print(f"    quality vs {q.reference or 'fp32'}{where}: {figures or q.note or ''} — {status}")
     if q.batch_drift_max is not None:
         kind = "batch-invariant" if q.batch_invariant is not False else "BATCH-DEPENDENT (opt-in recipe)"
@@ -161,6 +166,7 @@ def _print_info(path: Path) -> None:
     for name, v in b.variants.items():
         print(
             f"  {name:6} {'+'.join(v.files):42} {f'{b.variant_mb(v):,.1f} MB':>10}  {v.precision} for {'/'.join(v.devices)}"
+            + (f" ({', '.join(v.engines)})" if v.engines else "")
         )
         print("    ops: " + ", ".join(f"{k} {n}" for k, n in v.fused_ops.items()))
         if v.parity:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..pooling import POOLINGS
 from ..windows import LONG_TEXT_MODES
-from .args import add_no_verify, word_list
+from .args import add_engine, add_no_verify, word_list
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -20,6 +20,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
     p.add_argument("--long-text", default="chunk", choices=LONG_TEXT_MODES)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_engine(p)
     add_no_verify(p)
 
 
@@ -54,7 +55,9 @@ def _texts(args: argparse.Namespace) -> list[str]:
 def _load(args: argparse.Namespace) -> Any:
     from ..model import ClinicalBert
 
-    return ClinicalBert.load(args.bundle, device=args.device, variant=args.variant, verify=args.verify)
+    return ClinicalBert.load(
+        args.bundle, device=args.device, variant=args.variant, verify=args.verify, engine=args.engine
+    )
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> int:

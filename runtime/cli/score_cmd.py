@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import InputError
 from ..pooling import POOLINGS
 from ..windows import LONG_TEXT_MODES
-from .args import add_no_verify, options_from, word_list
+from .args import add_engine, add_no_verify, options_from, word_list
 
 _EPILOG = """\
 inputs: .txt (a line a text), .jsonl, .csv, .parquet, or - for stdin (.txt lines; --input-format jsonl).
@@ -72,6 +72,7 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
+    add_engine(p)
     add_no_verify(p)
     spark = p.add_argument_group("Spark (--engine spark; needs the [spark] extra and Java 17+)")
     spark.add_argument(

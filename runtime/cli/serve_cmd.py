@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .args import add_no_verify, options_from
+from .args import add_engine, add_no_verify, options_from
 
 API_KEY_ENV = "CLINBERT_API_KEY"
 
@@ -79,6 +79,7 @@ def register(sub: Any) -> None:
         "--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get at shutdown (default: 30)"
     )
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="report ready without warm-up inferences")
+    add_engine(p)
     add_no_verify(p)
     p.add_argument(
         "--log-level",
@@ -99,5 +100,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     args.cors_origins = tuple(args.cors_origins)
     config = options_from(ServeConfig, args)
     return serve(
-        args.bundle, config, device=args.device, variant=args.variant, verify=args.verify, threads=args.threads
+        args.bundle,
+        config,
+        device=args.device,
+        variant=args.variant,
+        verify=args.verify,
+        threads=args.threads,
+        engine=args.engine,
     )

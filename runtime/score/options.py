@@ -80,6 +80,7 @@ class ScoreOptions:
     device: str = "auto"
     variant: str | None = None
     verify: bool = True
+    engine: str = "onnxruntime"
 
     # ------------------------------------------------------------------------------------------ derived
     @property

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from ..bundle import Bundle, open_bundle
 from ..errors import InputError, NoMaskHeadError, require
+from ..schema import ONNXRUNTIME
 from .checkpoint import WorkDir, check_same_job, publish
 from .engine import TaskSpec
 from .options import OutputExistsError, RowError, ScoreOptions
@@ -124,12 +125,15 @@ def _check_task(options: ScoreOptions, bundle: Bundle) -> None:
 
 def _model_identity(bundle: Bundle, info: dict[str, Any]) -> dict[str, Any]:
     variant = bundle.variants[info["variant"]]
-    return {
+    identity = {
         "model_id": bundle.model_id,
         "variant": variant.name,
         "device": info["device"],
         "sha256": [bundle.files[f].sha256 if f in bundle.files else None for f in variant.files],
     }
+    if info.get("engine", ONNXRUNTIME) != ONNXRUNTIME:  # absent for ONNX Runtime: older runs still resume
+        identity["engine"] = info["engine"]
+    return identity
 
 
 class _Job:
@@ -275,7 +279,8 @@ def run_score(options: ScoreOptions, *, stderr: TextIO | None = None) -> ScoreSu
     interrupted = True
     try:
         scorer = make_scorer(
-            LoadSpec(options.bundle, options.device, options.variant, options.verify, 0), options.workers
+            LoadSpec(options.bundle, options.device, options.variant, options.verify, 0, options.engine),
+            options.workers,
         )
         identity = {
             "input": reader.fingerprint(),

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class LoadSpec:
     variant: str | None
     verify: bool
     threads: int  # intra-op threads; 0 = all cores
+    engine: str = "onnxruntime"
 
 
 def load_model(spec: LoadSpec) -> Any:
@@ -45,6 +46,7 @@ def load_model(spec: LoadSpec) -> Any:
         variant=spec.variant,
         verify=spec.verify,
         session_config=SessionConfig(intra_op_threads=spec.threads),
+        engine=spec.engine,
     )
 
 
@@ -186,4 +188,4 @@ class PoolScorer:
 def make_scorer(load: LoadSpec, workers: int) -> LocalScorer | PoolScorer:
     if workers <= 1:
         return LocalScorer(load)
-    return PoolScorer(LoadSpec(load.bundle, load.device, load.variant, load.verify, worker_threads(workers)), workers)
+    return PoolScorer(replace(load, threads=worker_threads(workers)), workers)

@@ -112,6 +112,7 @@ class Info(BaseModel):
     revision: str | None
     variant: str
     device: str
+    engine: str = "onnxruntime"
     hidden_size: int
     max_length: int
     fill_mask: bool

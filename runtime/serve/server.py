@@ -63,17 +63,25 @@ def serve(
     variant: str | None = None,
     verify: bool = True,
     threads: int = 0,
+    engine: str = "onnxruntime",
 ) -> int:
     """Load ``bundle`` and serve it until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
     Process-wide settings it makes (logging, ``TOKENIZERS_PARALLELISM``) are undone when it returns."""
     for module in ("fastapi", "uvicorn", "prometheus_client"):
         require(module, "serve")
     with process_settings(config.log_level):
-        return _serve(bundle, config, device=device, variant=variant, verify=verify, threads=threads)
+        return _serve(bundle, config, device=device, variant=variant, verify=verify, threads=threads, engine=engine)
 
 
 def _serve(
-    bundle: str | Path, config: ServeConfig, *, device: str, variant: str | None, verify: bool, threads: int
+    bundle: str | Path,
+    config: ServeConfig,
+    *,
+    device: str,
+    variant: str | None,
+    verify: bool,
+    threads: int,
+    engine: str,
 ) -> int:
     from ..model import ClinicalBert
     from ..session import PRESETS
@@ -87,8 +95,10 @@ def _serve(
         )
     # The event loop needs the cores between batches: no spin-waiting ONNX Runtime threads.
     session_config = PRESETS["throughput"].with_(intra_op_threads=threads)
-    model = ClinicalBert.load(bundle, device=device, variant=variant, verify=verify, session_config=session_config)
-    log.info("loaded %s (variant %s on %s)", model.bundle.model_id, model.variant, model.device)
+    model = ClinicalBert.load(
+        bundle, device=device, variant=variant, verify=verify, session_config=session_config, engine=engine
+    )
+    log.info("loaded %s (variant %s on %s, %s)", model.bundle.model_id, model.variant, model.device, engine)
     return run(create_app(model, config), config)
 
 
