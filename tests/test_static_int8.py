@@ -29,7 +29,7 @@ def _variant(bundle: Path) -> dict:
 def test_recipe_is_static_batch_invariant_and_keeps_the_decoder_fp32() -> None:
     recipe = get_recipe("int8-static")
     assert recipe.static and recipe.batch_invariant and recipe.default_variant == "int8-static"
-    manifest = recipe.to_manifest()
+    manifest = recipe.info().to_dict()
     assert manifest["activations"] == "static" and manifest["quantize_embeddings"] is False
     assert manifest["nodes_to_exclude"] == ["mlm/decoder/MatMul"]
     assert str(manifest["quantizer"]).startswith("nncf 3.4")

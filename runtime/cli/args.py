@@ -22,13 +22,17 @@ def word_list(value: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in value.split(",") if t.strip())
 
 
-def add_engine(p: argparse.ArgumentParser) -> None:
+ENGINES = ("onnxruntime", "openvino", "auto")
+
+
+def add_engine(p: argparse.ArgumentParser, extra: tuple[str, ...] = (), extra_help: str = "") -> None:
     p.add_argument(
         "--engine",
         default="onnxruntime",
-        choices=("onnxruntime", "openvino", "auto"),
+        choices=(*ENGINES, *extra),
         help="inference engine: onnxruntime (default), openvino (CPU, the [openvino] extra; variant int8-static, "
-        "else fp32) or auto (OpenVINO only with an int8-static variant on a CPU with AVX-512 VNNI or AMX)",
+        "else fp32) or auto (OpenVINO only with an int8-static variant on a CPU with AVX-512 VNNI or AMX)"
+        + extra_help,
     )
 
 

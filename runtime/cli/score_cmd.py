@@ -72,15 +72,13 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
-    add_engine(p)
+    add_engine(
+        p,
+        extra=("spark",),
+        extra_help="; spark: a Spark job (ONNX Runtime in each task) writing OUT as a folder of Parquet parts",
+    )
     add_no_verify(p)
     spark = p.add_argument_group("Spark (--engine spark; needs the [spark] extra and Java 17+)")
-    spark.add_argument(
-        "--engine",
-        default="local",
-        choices=("local", "spark"),
-        help="local: this process (and --workers); spark: a Spark job writing OUT as a folder of Parquet parts",
-    )
     spark.add_argument("--master", help='Spark master, e.g. "local[8]" (default: spark-submit\'s or local[*])')
     spark.add_argument(
         "--spark-conf",
