@@ -31,8 +31,7 @@ def add_engine(p: argparse.ArgumentParser, extra: tuple[str, ...] = (), extra_he
         default="onnxruntime",
         choices=(*ENGINES, *extra),
         help="inference engine: onnxruntime (default), openvino (CPU, the [openvino] extra; variant int8-static, "
-        "else fp32) or auto (OpenVINO only with an int8-static variant on a CPU with AVX-512 VNNI or AMX)"
-        + extra_help,
+        "else fp32) or auto (OpenVINO only with an int8-static variant on a CPU with AVX-512 VNNI or AMX)" + extra_help,
     )
 
 
