@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from clinbert_onnx.schema import ATTENTION_MASK, INPUT_IDS, MASK_POSITIONS, TOKEN_TYPE_IDS, TOKENIZER_FILE
+from clinbert_onnx.schema import (
+    ATTENTION_MASK,
+    CONFIG_FILE,
+    INPUT_IDS,
+    MASK_POSITIONS,
+    TOKEN_TYPE_IDS,
+    TOKENIZER_FILE,
+)
 
 CALIBRATION_FILE = "data/calibration.txt"
 
@@ -54,7 +61,7 @@ def activation_absmax(
     inputs = {i.name for i in session.get_inputs()}
     tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
     tokenizer.no_padding()
-    tokenizer.enable_truncation(128)
+    tokenizer.enable_truncation(min(128, _max_positions(model_dir)))
     out: dict[str, np.ndarray] = {}
     for start in range(0, len(sentences), batch):
         enc = tokenizer.encode_batch(sentences[start : start + batch])
@@ -77,3 +84,13 @@ def activation_absmax(
             peak = np.abs(flat).max(axis=0)
             out[name] = np.maximum(out[name], peak) if name in out else peak
     return out
+
+
+def _max_positions(model_dir: Path) -> int:
+    """The checkpoint's position limit (config.json beside the graph), so short-window models calibrate too."""
+    import json
+
+    try:
+        return int(json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))["max_position_embeddings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 512

@@ -67,8 +67,11 @@ def batch_drift(model: Any, sentences: list[str], seed: int = 0) -> dict[str, fl
     return report
 
 
-def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu") -> dict[str, Any]:
-    """Agreement figures of ``variant`` with ``reference`` (both loaded from ``bundle_dir``), and its batch drift."""
+def measure(
+    bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu", probe: Path | None = None
+) -> dict[str, Any]:
+    """Agreement figures of ``variant`` with ``reference`` (both loaded from ``bundle_dir``), and its batch drift;
+    for a classifier bundle also its task's figures (``task_gate``) on ``probe``'s texts (None: the probe set)."""
     from clinbert_onnx.model import ClinicalBert
 
     ref = ClinicalBert.load(bundle_dir, device="cpu", variant=reference, verify=False)
@@ -99,6 +102,10 @@ def measure(bundle_dir: Path, variant: str, reference: str = "fp32", device: str
             fill_mask_top1_agreement=round(float(np.mean(top1)), 4),
             fill_mask_top5_overlap=round(float(np.mean(top5)), 4),
         )
+    if ref.bundle.manifest.head is not None:
+        from .task_gate import measure_task, read_probe
+
+        report.update(measure_task(ref, cand, read_probe(probe) if probe is not None else sentences))
     report.update(batch_drift(cand, sentences))
     return report
 
@@ -142,11 +149,18 @@ def run_gate(
     allow_degraded: bool,
     device: str = "cpu",
     batch_invariant: bool = True,
+    probe: Path | None = None,
 ) -> dict[str, Any]:
-    report = measure(bundle_dir, variant, device=device)
+    from .task_gate import TaskThresholds, judge_task
+
+    report = measure(bundle_dir, variant, device=device, probe=probe)
     report["batch_invariant"] = batch_invariant
     missed = judge(report, thresholds, batch_invariant)
     report["thresholds"] = asdict(thresholds)
+    if "probe_texts" in report:  # a classifier bundle: its task's figures are judged too
+        task_thresholds = TaskThresholds()
+        missed += judge_task(report, task_thresholds)
+        report["thresholds"].update(task_thresholds.as_dict())
     report["passed"] = not missed
     report["missed"] = missed
     if missed and not allow_degraded:
