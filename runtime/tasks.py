@@ -18,7 +18,15 @@ import numpy as np
 from . import fillmask
 from .errors import InputError, NoMaskHeadError
 from .pooling import POOLINGS, combine_windows, l2_normalize, pool
-from .schema import ATTENTION_MASK, FEATURE_EXTRACTION, INPUT_IDS, LAST_HIDDEN_STATE, MASK_LOGITS, MASK_POSITIONS, MEAN_POOLED
+from .schema import (
+    ATTENTION_MASK,
+    FEATURE_EXTRACTION,
+    INPUT_IDS,
+    LAST_HIDDEN_STATE,
+    MASK_LOGITS,
+    MASK_POSITIONS,
+    MEAN_POOLED,
+)
 from .windows import Window, check_long_text, check_text, default_overlap, embed_item, mask_item
 
 if TYPE_CHECKING:

@@ -220,12 +220,12 @@ BILOU_LABELS = [
 ]
 
 
-def token_classifier(folder: Path, scheme: str = "BIO", max_positions: int = 64, steps: int = 200) -> Path:
+def token_classifier(folder: Path, scheme: str = "BIO", max_positions: int = 64, steps: int = 300) -> Path:
     import torch
     from transformers import BertForTokenClassification
 
     labels = NER_LABELS if scheme == "BIO" else BILOU_LABELS
-    _vocab(folder, 600)
+    _vocab(folder, 300)  # small: drug names split into word pieces (sub-word aggregation, X labels)
     tok = _tokenizer(folder, max_positions, save=True)
     torch.manual_seed(0)
     model = BertForTokenClassification(_config(len(labels), max_positions, tok.vocab_size, labels))
@@ -234,8 +234,16 @@ def token_classifier(folder: Path, scheme: str = "BIO", max_positions: int = 64,
     for _ in range(20):
         rows = []
         for _ in range(16):
-            words = sentence(rng) + (sentence(rng) if rng.random() < 0.5 else [])
-            pieces, tags = _token_labels(words, scheme, tok)
+            # several sentences cropped to a random window: every position is trained, and a window may
+            # start or end mid-sentence, as the windows of a long note do
+            pieces: list[str] = []
+            tags: list[str] = []
+            while len(pieces) < max_positions:
+                more_pieces, more_tags = _token_labels(sentence(rng), scheme, tok)
+                pieces, tags = pieces + more_pieces, tags + more_tags
+            width = rng.randint(8, max_positions - 2)
+            start = rng.randint(0, len(pieces) - width) if rng.random() < 0.7 else 0
+            pieces, tags = pieces[start : start + width], tags[start : start + width]
             ids = tok.convert_tokens_to_ids(pieces)
             rows.append(([tok.cls_token_id, *ids, tok.sep_token_id], [-100, *[labels.index(t) for t in tags], -100]))
         width = max(len(r[0]) for r in rows)
