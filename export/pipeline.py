@@ -116,6 +116,10 @@ def export_bundle(options: ExportOptions) -> Path:
     unknown = set(options.variants) - set(VARIANTS)
     if unknown or "fp32" not in options.variants:
         raise ExportError(f"--variants must include fp32 and only name {', '.join(VARIANTS)}; got {options.variants}")
+    if options.probe is not None:
+        from clinbert_onnx.quantize.task_gate import read_probe
+
+        read_probe(options.probe)  # a bad probe file fails now, not after the export
     ckpt = checkpoint.resolve(options.model, options.revision, options.allow_pickle)
     out = options.out or Path("models") / ckpt.name
     if out.exists() and not options.force:
