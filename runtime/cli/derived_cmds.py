@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +135,13 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_head(bundle: Any, out: Any = sys.stdout) -> None:
+def _print_head(bundle: Any) -> None:
     """``clinbert info``'s lines for a classifier bundle."""
     head = bundle.manifest.head
     if head is None:
         return
     extra = f", scheme {head.scheme}" if head.scheme else ""
-    print(f"task       {bundle.task}: {len(head.labels)} labels, scores by {head.function}{extra}", file=out)
-    print(f"labels     {', '.join(head.labels)}", file=out)
+    print(f"task       {bundle.task}: {len(head.labels)} labels, scores by {head.function}{extra}")
+    print(f"labels     {', '.join(head.labels)}")
     if head.ignore_labels:
-        print(f"ignored    {', '.join(head.ignore_labels)} (default ignore_labels)", file=out)
+        print(f"ignored    {', '.join(head.ignore_labels)} (default ignore_labels)")

@@ -27,6 +27,7 @@ from .. import __version__
 from ..errors import ClinBertError, InputError
 from ..model import ClinicalBert
 from ..tasks import EmbedOptions, EmbedResult, MaskOptions, Prepared, check_top_k
+from . import derived
 from . import schemas as s
 from .batcher import Batcher
 from .config import ServeConfig
@@ -228,6 +229,7 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
         return Response(json.dumps(predictions, ensure_ascii=False).encode(), media_type=json_type)
 
     app.post("/", include_in_schema=False)(embed)  # TEI's root route, where huggingface_hub clients post
+    derived.register(app, rt, errors)  # /predict, /rerank, /token-classification (fine-tuned derivatives)
 
     @app.get("/health", response_model=s.Status, tags=["Operations"])
     async def health() -> dict[str, str]:
