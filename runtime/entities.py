@@ -109,35 +109,59 @@ def entities(
     decode: Decode,
     scheme: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The pipeline's entities for one text from per-token ``scores [n, labels]``."""
-    if len(table) == 0:
+    """The pipeline's entities for one text from per-token ``scores [n, labels]``. Vectorised: dictionaries
+    (and decoded words) are built only for the entities returned."""
+    n = len(table)
+    if n == 0:
         return []
+    ignore = set(ignore_labels)
     if strategy in ("none", "simple"):
         best = scores.argmax(axis=1)
-        best_score = scores[np.arange(len(best)), best]
-        found = [
-            {
-                "entity": labels[int(best[i])],
-                "score": float(best_score[i]),
-                "index": i + 1,
-                "word": table.words[i],
-                "start": int(table.offsets[i, 0]),
-                "end": int(table.offsets[i, 1]),
-            }
-            for i in range(len(table))
-        ]
+        best_score = scores[np.arange(n), best]
+        if strategy == "none":
+            return [
+                {
+                    "entity": labels[int(best[i])],
+                    "score": float(best_score[i]),
+                    "index": i + 1,
+                    "word": table.words[i],
+                    "start": int(table.offsets[i, 0]),
+                    "end": int(table.offsets[i, 1]),
+                }
+                for i in range(n)
+                if labels[int(best[i])] not in ignore
+            ]
+        starts = np.arange(n + 1)
+        unit_score, unit_label = best_score, best
+    else:  # words; decoded below for the returned entities only
+        starts, unit_label, unit_score = word_labels(table, scores, strategy)
+    bounds = group_starts([labels[int(i)] for i in unit_label], scheme)
+    sums = np.add.reduceat(unit_score.astype(np.float64), bounds[:-1]) if len(bounds) > 1 else np.zeros(0)
+    found = []
+    for g in range(len(bounds) - 1):
+        a, b = int(bounds[g]), int(bounds[g + 1])
+        name = labels[int(unit_label[a])].split("-", 1)[-1]
+        if name in ignore:
+            continue
         if strategy == "simple":
-            found = group(found, decode, scheme)
-    else:
-        found = group(words(table, scores, labels, strategy, decode), decode, scheme)
-    ignore = set(ignore_labels)
-    return [e for e in found if e.get("entity") not in ignore and e.get("entity_group") not in ignore]
+            pieces = table.words[a:b]
+        else:
+            pieces = [decode(table.words[int(starts[k]) : int(starts[k + 1])]) for k in range(a, b)]
+        found.append(
+            {
+                "entity_group": name,
+                "score": float(np.float32(sums[g] / (b - a))),
+                "word": decode(list(pieces)),
+                "start": int(table.offsets[int(starts[a]), 0]),
+                "end": int(table.offsets[int(starts[b]) - 1, 1]),
+            }
+        )
+    return found
 
 
-def words(
-    table: TokenTable, scores: np.ndarray, labels: Sequence[str], strategy: str, decode: Decode
-) -> list[dict[str, Any]]:
-    """One entity per word ("first", "average" or "max"): the pipeline's ``aggregate_words``."""
+def word_labels(table: TokenTable, scores: np.ndarray, strategy: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One label per word ("first", "average" or "max", the pipeline's ``aggregate_words``): the words' token
+    starts (plus the end), their label ids and their scores."""
     starts = np.flatnonzero(~table.subword)
     if len(starts) == 0 or starts[0] != 0:
         starts = np.concatenate(([0], starts))
@@ -154,16 +178,7 @@ def words(
     else:
         raise ValueError(f"not a word aggregation: {strategy}")
     best = chosen.argmax(axis=1)
-    return [
-        {
-            "entity": labels[int(best[k])],
-            "score": float(chosen[k, best[k]]),
-            "word": decode(table.words[s:e]),
-            "start": int(table.offsets[s, 0]),
-            "end": int(table.offsets[e - 1, 1]),
-        }
-        for k, (s, e) in enumerate(zip(starts, ends, strict=True))
-    ]
+    return np.append(starts, len(table)), best, chosen[np.arange(len(best)), best]
 
 
 def _tag(label: str, scheme: str | None) -> tuple[str, str]:
@@ -175,35 +190,16 @@ def _tag(label: str, scheme: str | None) -> tuple[str, str]:
     return "I", label
 
 
-def group(found: list[dict[str, Any]], decode: Decode, scheme: str | None = None) -> list[dict[str, Any]]:
-    """Consecutive entities of one type merged (the pipeline's ``group_entities``; see the module doc for
-    BILOU/BIOES)."""
+def group_starts(sequence: Sequence[str], scheme: str | None = None) -> np.ndarray:
+    """Where each entity of a label sequence starts (plus its length at the end): the pipeline's
+    ``group_entities`` — a ``B-`` or a change of type starts one — and, for BILOU/BIOES, ``L-``/``E-`` close one
+    and ``U-``/``S-`` stand alone."""
     closing = _CLOSING.get(scheme or "", ())
     single = _SINGLE.get(scheme or "")
-    groups: list[dict[str, Any]] = []
-    members: list[dict[str, Any]] = []
-    last_prefix = last_type = ""
-    for entity in found:
-        prefix, kind = _tag(entity["entity"], scheme)
-        joins = bool(members) and kind == last_type and prefix != "B" and prefix != single
-        if joins and last_prefix in closing:
-            joins = False
-        if members and not joins:
-            groups.append(_merge(members, decode))
-            members = []
-        members.append(entity)
-        last_prefix, last_type = prefix, kind
-    if members:
-        groups.append(_merge(members, decode))
-    return groups
-
-
-def _merge(members: list[dict[str, Any]], decode: Decode) -> dict[str, Any]:
-    scores = np.asarray([m["score"] for m in members], dtype=np.float32)
-    return {
-        "entity_group": members[0]["entity"].split("-", 1)[-1],
-        "score": float(np.nanmean(scores)),
-        "word": decode([m["word"] for m in members]),
-        "start": members[0]["start"],
-        "end": members[-1]["end"],
-    }
+    tags = [_tag(x, scheme) for x in sequence]
+    starts = [
+        i
+        for i, (prefix, kind) in enumerate(tags)
+        if i == 0 or kind != tags[i - 1][1] or prefix == "B" or prefix == single or tags[i - 1][0] in closing
+    ]
+    return np.asarray([*starts, len(tags)], dtype=np.int64)

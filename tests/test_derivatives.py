@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from clinbert_onnx import ClinicalBert
-from clinbert_onnx.entities import group
+from clinbert_onnx.entities import group_starts
 from clinbert_onnx.errors import ExportError, InputError, NoMaskHeadError, QualityGateError, TaskNotServedError
 from conftest import requires_export
 
@@ -172,20 +172,18 @@ def test_bilou_groups_whole_entities(bilou_bundle):
     ]
 
 
-def _entity(label: str) -> dict[str, Any]:
-    return {"entity": label, "score": 0.9, "word": label.lower(), "start": 0, "end": 1}
+def _groups(labels: list[str], scheme: str | None = None) -> list[str]:
+    starts = group_starts(labels, scheme)
+    return ["+".join(labels[a:b]) for a, b in itertools.pairwise(starts)]
 
 
 def test_grouping_bilou_bioes_and_the_pipeline_rule():
-    decode = " ".join
     labels = ["B-DATE", "I-DATE", "L-DATE", "U-DATE", "U-DATE", "O", "B-AGE", "L-AGE", "I-AGE"]
-    seq = [_entity(x) for x in labels]
-    ours = [g["entity_group"] for g in group(seq, decode, "BILOU")]
-    assert ours == ["DATE", "DATE", "DATE", "O", "AGE", "AGE"]
-    pipeline_rule = [g["entity_group"] for g in group(seq, decode)]  # B-/I- only, as transformers groups
-    assert pipeline_rule == ["DATE", "DATE", "DATE", "O", "AGE", "AGE", "AGE"]  # B I | L | U U | O | B | L | I
-    bioes = [_entity(x) for x in ["B-X", "E-X", "S-X", "B-X", "I-X", "E-X"]]
-    assert [g["word"] for g in group(bioes, decode, "BIOES")] == ["b-x e-x", "s-x", "b-x i-x e-x"]
+    assert _groups(labels, "BILOU") == ["B-DATE+I-DATE+L-DATE", "U-DATE", "U-DATE", "O", "B-AGE+L-AGE", "I-AGE"]
+    # transformers only knows B- and I-: L-DATE and U-DATE are types of their own
+    assert _groups(labels) == ["B-DATE+I-DATE", "L-DATE", "U-DATE+U-DATE", "O", "B-AGE", "L-AGE", "I-AGE"]
+    bioes = ["B-X", "E-X", "S-X", "B-X", "I-X", "E-X", "I-X"]
+    assert _groups(bioes, "BIOES") == ["B-X+E-X", "S-X", "B-X+I-X+E-X", "I-X"]
 
 
 @pytest.mark.parametrize("top_k", ["legacy", 1, 2, None])
