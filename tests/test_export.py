@@ -42,8 +42,9 @@ def test_twelve_layer_fusion_counts_and_int8_facts(tmp_path):
     int8 = _ops(tmp_path / "b12" / "model.int8.onnx")
     assert int8["MultiHeadAttention"] == 12 and int8["Attention"] == 0 and int8["QAttention"] == 0
     assert int8["QEmbedLayerNormalization"] == 1
-    # QKV + out-proj + 2 FFN per layer, the head's dense, the tied decoder (reading the uint8 table)
-    assert int8["QGemm"] == 4 * 12 + 2
+    # Q, K, V (three QGemms on one quantized input) + out-proj + 2 FFN per layer, the head's dense, the tied
+    # decoder (reading the uint8 table)
+    assert int8["QGemm"] == 6 * 12 + 2
     assert int8["QuantizeLinear"] == 4 * 12 + 2
     assert int8["MatMul"] == 0 and int8["DynamicQuantizeMatMul"] == 0 and int8["DynamicQuantizeLinear"] == 0
     manifest = _manifest(tmp_path / "b12")
