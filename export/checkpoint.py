@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clinbert_onnx.errors import ExportError
+from clinbert_onnx.schema import FEATURE_EXTRACTION, FILL_MASK, TASKS, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class Checkpoint:
     weight_files: tuple[Path, ...]
     safetensors: bool
     has_mlm_head: bool
+    #: The bundle task (``schema.TASKS``) the checkpoint's head exports to.
+    task: str = FEATURE_EXTRACTION
 
     @property
     def name(self) -> str:
@@ -148,15 +151,51 @@ def inspect(path: Path, model_id: str | None, revision: str | None, allow_pickle
         raise ExportError(f"{path} is missing weight shards: {', '.join(m.name for m in missing)}")
     keys = _weight_keys(files, safe)
     has_head = any(k.startswith("cls.predictions.transform.dense") for k in keys)
+    task = checkpoint_task(config, keys, has_head, path)
     if revision is None and model_id is not None:
         revision = path.name  # a Hub snapshot folder is named after the resolved commit
-    return Checkpoint(path, model_id, revision, config, files, safe, has_head)
+    return Checkpoint(path, model_id, revision, config, files, safe, has_head and task == FILL_MASK, task)
+
+
+#: Heads exported as an encoder plus a masked-LM head (pre-training heads keep the MLM part).
+_MLM_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining", "BertLMHeadModel")
+_ARCHITECTURE_TASKS = {spec.architecture: name for name, spec in TASKS.items()}
+
+
+def checkpoint_task(config: dict[str, Any], keys: set[str], has_mlm_head: bool, path: Path) -> str:
+    """The bundle task of a checkpoint, from ``config.architectures`` (else from its weights). A head this
+    package does not serve (question answering, multiple choice...) is an ExportError naming it."""
+    names = config.get("architectures") or []
+    architecture = str(names[0]) if isinstance(names, list) and names else None
+    if architecture is None:
+        if any(k.startswith("classifier.") for k in keys):
+            raise ExportError(
+                f"{path} has a classifier head but its config.json names no architecture: set "
+                '"architectures": ["BertForTokenClassification"] or ["BertForSequenceClassification"]'
+            )
+        return FILL_MASK if has_mlm_head else FEATURE_EXTRACTION
+    if architecture in _MLM_ARCHITECTURES or architecture == TASKS[FEATURE_EXTRACTION].architecture:
+        return FILL_MASK if has_mlm_head else FEATURE_EXTRACTION
+    if architecture not in _ARCHITECTURE_TASKS:
+        served = ", ".join([*_ARCHITECTURE_TASKS, *_MLM_ARCHITECTURES[1:]])
+        raise ExportError(f"{path} is a {architecture} checkpoint: clinbert-onnx exports {served}")
+    task = _ARCHITECTURE_TASKS[architecture]
+    if task in (TOKEN_CLASSIFICATION, TEXT_CLASSIFICATION) and "classifier.weight" not in keys:
+        raise ExportError(f"{path} says {architecture} but its weights have no classifier.weight")
+    return task
 
 
 def load_torch_model(ckpt: Checkpoint) -> Any:
-    """The torch module to export: BertForMaskedLM when the checkpoint has an MLM head, else BertModel."""
+    """The torch module to export: the checkpoint's classifier for a fine-tuned derivative, BertForMaskedLM when
+    the checkpoint has an MLM head, else BertModel."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM, BertModel
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForSequenceClassification,
+        BertForTokenClassification,
+        BertModel,
+    )
 
     kwargs: dict[str, Any] = {"attn_implementation": "eager"}
     source: str | None = str(ckpt.path)
@@ -170,7 +209,11 @@ def load_torch_model(ckpt: Checkpoint) -> Any:
         kwargs.update(state_dict=state_dict, config=BertConfig.from_pretrained(str(ckpt.path)))
         source = None
     try:
-        if ckpt.has_mlm_head:
+        if ckpt.task == TOKEN_CLASSIFICATION:
+            model = BertForTokenClassification.from_pretrained(source, **kwargs)
+        elif ckpt.task == TEXT_CLASSIFICATION:
+            model = BertForSequenceClassification.from_pretrained(source, **kwargs)
+        elif ckpt.has_mlm_head:
             model = BertForMaskedLM.from_pretrained(source, **kwargs)
         else:
             model = BertModel.from_pretrained(source, add_pooling_layer=False, **kwargs)

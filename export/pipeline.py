@@ -19,9 +19,8 @@ from clinbert_onnx.quantize import GateThresholds, build_variant, gate_quality, 
 from clinbert_onnx.quantize.gate import gate_device, probe_sentences
 from clinbert_onnx.quantize.onnx_io import save_model
 from clinbert_onnx.schema import (
+    CLASSIFIER_TASKS,
     CONFIG_FILE,
-    FEATURE_EXTRACTION,
-    FILL_MASK,
     MANIFEST,
     TASKS,
     GraphInfo,
@@ -32,6 +31,7 @@ from clinbert_onnx.schema import (
 )
 
 from . import checkpoint, graph, tokenizer
+from . import heads as classifier_heads
 from .progress import Steps, quiet_libraries, stream_for
 from .validate import check_parity
 
@@ -54,6 +54,7 @@ class ExportOptions:
     int8_recipe: str = "int8"
     thresholds: GateThresholds = field(default_factory=GateThresholds)
     allow_degraded: bool = False
+    probe: Path | None = None  # classifier bundles: the gate's probe text (one text per line; None: shipped)
     parity_tolerance: float = 1e-4
     progress: bool = False  # one line per step on stderr (else each step is logged at INFO)
     verbose: bool = False  # let the libraries' own log records and warnings through
@@ -92,17 +93,23 @@ def _check_space(ckpt: checkpoint.Checkpoint, parent: Path) -> None:
 
 
 def _optimum_export(torch_model: Any, scratch: Path) -> Path:
+    """The encoder through Optimum (feature extraction); heads are appended to the fused graph afterwards."""
     from optimum.exporters.onnx import onnx_export_from_model
 
-    encoder = torch_model.bert if hasattr(torch_model, "cls") else torch_model
-    onnx_export_from_model(
-        encoder,
-        output=str(scratch),
-        task="feature-extraction",
-        opset=OPSET,
-        do_validation=False,
-        no_post_process=True,
-    )
+    encoder = torch_model.bert if hasattr(torch_model, "bert") else torch_model
+    pooler = getattr(encoder, "pooler", None)
+    encoder.pooler = None  # a classifier's pooler is appended as part of its head (export/heads.py)
+    try:
+        onnx_export_from_model(
+            encoder,
+            output=str(scratch),
+            task="feature-extraction",
+            opset=OPSET,
+            do_validation=False,
+            no_post_process=True,
+        )
+    finally:
+        encoder.pooler = pooler
     return scratch / "model.onnx"
 
 
@@ -111,6 +118,10 @@ def export_bundle(options: ExportOptions) -> Path:
     unknown = set(options.variants) - set(VARIANTS)
     if unknown or "fp32" not in options.variants:
         raise ExportError(f"--variants must include fp32 and only name {', '.join(VARIANTS)}; got {options.variants}")
+    if options.probe is not None:
+        from clinbert_onnx.quantize.task_gate import read_probe
+
+        read_probe(options.probe)  # a bad probe file fails now, not after the export
     ckpt = checkpoint.resolve(options.model, options.revision, options.allow_pickle)
     out = options.out or Path("models") / ckpt.name
     if out.exists() and not options.force:
@@ -148,12 +159,14 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path, s
         int(cfg["num_attention_heads"]),
         int(cfg["num_hidden_layers"]),
     )
-    tok = tokenizer.prepare(ckpt.path, int(cfg.get("max_position_embeddings", 512)), options.lowercase)
+    derivative = ckpt.task in CLASSIFIER_TASKS
+    head = classifier_heads.head_info(cfg, ckpt.task) if derivative else None
+    tok = tokenizer.prepare(ckpt.path, int(cfg.get("max_position_embeddings", 512)), options.lowercase, derivative)
     (staging / tok.info.file).write_text(tok.json_text, encoding="utf-8")
     shutil.copyfile(ckpt.path / CONFIG_FILE, staging / CONFIG_FILE)
     if ckpt.has_mlm_head and tok.info.mask_token_id < 0:
         raise ExportError(f"{ckpt.path} has a masked-LM head but its tokenizer has no mask token")
-    task = TASKS[FILL_MASK if ckpt.has_mlm_head else FEATURE_EXTRACTION]
+    task = TASKS[ckpt.task]
 
     weights = "safetensors" if ckpt.safetensors else "pickle"
     with steps.step(f"load {ckpt.model_id or ckpt.path.name} ({weights}, {task.architecture})"):
@@ -167,6 +180,8 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path, s
         encoder_counts = graph.fused_counts(fused)
         graph.add_mean_pooling(fused)
         tied = graph.add_mlm_head(fused, graph.head_from_torch(model), hidden) if ckpt.has_mlm_head else None
+        if derivative:
+            classifier_heads.add_classifier_head(fused, classifier_heads.head_from_torch(model, ckpt.task), ckpt.task)
         fp32_path = staging / "model.fp32.onnx"
         fp32_data = save_model(fused, fp32_path)
         del fused
@@ -181,6 +196,7 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path, s
             tok.info,
             ckpt.has_mlm_head,
             options.parity_tolerance,
+            classifier=derivative,
         )
     del model
     fp32 = VariantInfo(
@@ -219,6 +235,7 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path, s
         graph=GraphInfo.for_task(task.name),
         variants={fp32.name: fp32},
         files={},
+        head=head,
     )
 
     def with_files(m: Manifest) -> Manifest:
@@ -241,6 +258,6 @@ def _build(ckpt: checkpoint.Checkpoint, options: ExportOptions, staging: Path, s
             variant = build_variant(fp32_path, staging / f"model.{name}.onnx", recipe, name)
             manifest = with_files(manifest.with_variant(variant))
         with steps.step(f"{name}: accuracy gate vs fp32 on the probe set ({gate_device(recipe)})"):
-            quality = gate_quality(staging, name, recipe, options.thresholds, options.allow_degraded)
+            quality = gate_quality(staging, name, recipe, options.thresholds, options.allow_degraded, options.probe)
         manifest = manifest.with_variant(replace(variant, quality=quality))
     with_files(manifest)

@@ -24,7 +24,7 @@ CASED_VOCAB_THRESHOLD = 0.02  # share of vocabulary entries with an upper-case l
 @dataclass(frozen=True)
 class TokenizerExport:
     """``tokenizer.json``'s text and its manifest record (``lowercase_source``: "tokenizer" |
-    "cased-vocab-detected" | "override")."""
+    "cased-vocab-detected" | "derivative-tokenizer" | "override")."""
 
     json_text: str
     info: TokenizerInfo
@@ -79,8 +79,15 @@ def uppercase_share(vocab: dict[str, int]) -> float:
     return sum(any(c.isupper() for c in t) for t in words) / len(words)
 
 
-def prepare(checkpoint_dir: Path, max_positions: int, lowercase: bool | None) -> TokenizerExport:
-    """Load the checkpoint's tokenizer (fast), decide casing, and serialise it without truncation/padding."""
+def prepare(
+    checkpoint_dir: Path, max_positions: int, lowercase: bool | None, derivative: bool = False
+) -> TokenizerExport:
+    """Load the checkpoint's tokenizer (fast), decide casing, and serialise it without truncation/padding.
+
+    ``derivative``: the checkpoint is a fine-tuned classifier. It was trained with the tokenizer its folder
+    builds, so a lowercasing tokenizer over a cased vocabulary is kept (with a warning, recorded as
+    "derivative-tokenizer") instead of being switched to cased as for the base model: flipping it would feed the
+    classifier inputs it never saw."""
     from transformers import AutoTokenizer
 
     try:
@@ -95,6 +102,15 @@ def prepare(checkpoint_dir: Path, max_positions: int, lowercase: bool | None) ->
     lowercases = _normalizer_lowercases(data.get("normalizer"))
     if lowercase is not None:
         chosen, source = lowercase, "override"
+    elif lowercases and cased_vocab and derivative:
+        warnings.warn(
+            f"the tokenizer lowercases but {share:.1%} of the vocabulary has upper-case letters; this fine-tuned "
+            "checkpoint was presumably trained with its own (lowercasing) tokenizer, so lowercasing is kept. Pass "
+            "--no-lowercase if it was fine-tuned on cased input.",
+            UserWarning,
+            stacklevel=2,
+        )
+        chosen, source = True, "derivative-tokenizer"
     elif lowercases and cased_vocab:
         warnings.warn(
             f"the tokenizer lowercases but {share:.1%} of the vocabulary has upper-case letters (a cased model): "

@@ -12,6 +12,7 @@ from clinbert_onnx.schema import (
     ATTENTION_MASK,
     INPUT_IDS,
     LAST_HIDDEN_STATE,
+    LOGITS,
     MASK_LOGITS,
     MASK_POSITIONS,
     TOKEN_TYPE_IDS,
@@ -46,7 +47,11 @@ def check_parity(
     special: TokenizerInfo,
     has_head: bool,
     tolerance: float,
+    classifier: bool = False,
 ) -> Parity:
+    """Worst differences of ``last_hidden_state`` (and the masked-LM or classifier logits) between the FP32 graph
+    and ``torch_model``; ``classifier``: the graph has a classifier head (``logits``), compared at real tokens
+    (token classification) or per row (text classification)."""
     import onnxruntime as ort
     import torch
     from tokenizers import Tokenizer
@@ -75,17 +80,25 @@ def check_parity(
         if has_head:
             feed[MASK_POSITIONS] = flat
         outputs = [LAST_HIDDEN_STATE, MASK_LOGITS] if has_head else [LAST_HIDDEN_STATE]
+        if classifier:
+            outputs = [LAST_HIDDEN_STATE, LOGITS]
         onnx_out = session.run(outputs, feed)
+        valid = mask.astype(bool)
         with torch.inference_mode():
             t_in = {k: torch.from_numpy(v) for k, v in feed.items() if k != MASK_POSITIONS}
-            if has_head:
+            if classifier:
+                out = torch_model(**t_in, output_hidden_states=True)
+                hidden = out.hidden_states[-1].numpy()
+                logits = out.logits.numpy()
+                diff = np.abs(onnx_out[1] - logits)
+                worst_logits = max(worst_logits, float((diff[valid] if diff.ndim == 3 else diff).max()))
+            elif has_head:
                 out = torch_model(**t_in, output_hidden_states=True)
                 hidden = out.hidden_states[-1].numpy()
                 logits = out.logits.numpy().reshape(-1, out.logits.shape[-1])[flat]
                 worst_logits = max(worst_logits, float(np.abs(onnx_out[1] - logits).max()))
             else:
                 hidden = torch_model(**t_in).last_hidden_state.numpy()
-        valid = mask.astype(bool)
         worst_hidden = max(worst_hidden, float(np.abs(onnx_out[0][valid] - hidden[valid]).max()))
     worst = max(worst_hidden, worst_logits)
     if worst > tolerance:
@@ -97,4 +110,5 @@ def check_parity(
         max_abs_diff_hidden=worst_hidden,
         tolerance=tolerance,
         max_abs_diff_mask_logits=worst_logits if has_head else None,
+        max_abs_diff_logits=worst_logits if classifier else None,
     )

@@ -69,9 +69,15 @@ def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe, name: st
 
 
 def gate_quality(
-    bundle_dir: Path, variant: str, recipe: QuantRecipe, thresholds: GateThresholds, allow_degraded: bool
+    bundle_dir: Path,
+    variant: str,
+    recipe: QuantRecipe,
+    thresholds: GateThresholds,
+    allow_degraded: bool,
+    probe: Path | None = None,
 ) -> Quality:
-    """The accuracy gate's report for ``variant`` of the bundle in ``bundle_dir`` (raises QualityGateError)."""
+    """The accuracy gate's report for ``variant`` of the bundle in ``bundle_dir`` (raises QualityGateError).
+    ``probe``: a classifier bundle's probe text (one text per line; None: the shipped probe set)."""
     from .gate import gate_device, gate_engine, run_gate
 
     return run_gate(
@@ -82,6 +88,7 @@ def gate_quality(
         gate_device(recipe),
         recipe.batch_invariant,
         gate_engine(recipe),
+        probe,
     )
 
 
@@ -91,6 +98,7 @@ def requantize(
     thresholds: GateThresholds,
     allow_degraded: bool,
     variant: str | None = None,
+    probe: Path | None = None,
 ) -> VariantInfo:
     """Rebuild one variant (default: the recipe's ``default_variant``) of an existing bundle from its fp32 variant."""
     bundle = open_bundle(bundle_dir)
@@ -109,7 +117,7 @@ def requantize(
         # the gate reads the staged files through a valid manifest
         write_manifest(bundle.path, bundle.manifest.with_variant(staged).with_files(staged_files))
         try:
-            quality = gate_quality(bundle.path, name, recipe, thresholds, allow_degraded)
+            quality = gate_quality(bundle.path, name, recipe, thresholds, allow_degraded, probe)
         except BaseException:
             _restore(bundle.path / MANIFEST, original)
             raise

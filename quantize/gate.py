@@ -74,10 +74,16 @@ def batch_drift(model: Any, sentences: list[str], seed: int = 0) -> Drift:
 
 
 def measure(
-    bundle_dir: Path, variant: str, reference: str = "fp32", device: str = "cpu", engine: str = ONNXRUNTIME
+    bundle_dir: Path,
+    variant: str,
+    reference: str = "fp32",
+    device: str = "cpu",
+    engine: str = ONNXRUNTIME,
+    probe: Path | None = None,
 ) -> Quality:
     """Agreement figures of ``variant`` on ``engine`` with ``reference`` on ONNX Runtime (both loaded from
-    ``bundle_dir``), its batch drift, and the CPU it was measured on; ``passed`` is None until ``run_gate``
+    ``bundle_dir``), its batch drift, and the CPU it was measured on; for a classifier bundle also its task's
+    figures (``task_gate``) on ``probe``'s texts (None: the probe set). ``passed`` is None until ``run_gate``
     judges them."""
     from clinbert_onnx.cpu import cpu_model, isa
     from clinbert_onnx.model import ClinicalBert
@@ -120,6 +126,10 @@ def measure(
             fill_mask_top1_agreement=round(float(np.mean(top1)), 4),
             fill_mask_top5_overlap=round(float(np.mean(top5)), 4),
         )
+    if ref.bundle.manifest.head is not None:
+        from .task_gate import measure_task, read_probe
+
+        quality = replace(quality, **measure_task(ref, cand, read_probe(probe) if probe is not None else sentences))
     return replace(quality, engine=engine, cpu=cpu_model(), cpu_flags=tuple(isa()))
 
 
@@ -171,12 +181,20 @@ def run_gate(
     device: str = "cpu",
     batch_invariant: bool = True,
     engine: str = ONNXRUNTIME,
+    probe: Path | None = None,
 ) -> Quality:
     """Measure and judge ``variant`` on ``engine``; raises QualityGateError on a miss unless ``allow_degraded``."""
-    quality = measure(bundle_dir, variant, device=device, engine=engine)
+    from .task_gate import TaskThresholds, judge_task
+
+    quality = measure(bundle_dir, variant, device=device, engine=engine, probe=probe)
     missed = judge(quality, thresholds, batch_invariant)
+    limits: dict[str, float] = asdict(thresholds)
+    if quality.probe_texts is not None:  # a classifier bundle: its task's figures are judged too
+        task_thresholds = TaskThresholds()
+        missed += judge_task(quality.to_dict(), task_thresholds)
+        limits.update(task_thresholds.as_dict())
     quality = replace(
-        quality, batch_invariant=batch_invariant, thresholds=asdict(thresholds), passed=not missed, missed=tuple(missed)
+        quality, batch_invariant=batch_invariant, thresholds=limits, passed=not missed, missed=tuple(missed)
     )
     if missed and not allow_degraded:
         raise QualityGateError(

@@ -271,13 +271,13 @@ def _decoder(rw: _Rewriter, dec: _Decoder, nodes: list[Any], out: list[Any]) -> 
             return False
         vocab, hidden = (int(d) for d in rw.inits[table_q].dims)
         out.append(helper.make_node("Transpose", [table_q], [p + "w_qT"], name=p + "transpose_w", perm=[1, 0]))
-        rw.linear(x, hidden, _Weight(p + "w_qT", scale, zero_point, vocab), p + "logits", p, out)
+        rw.linear(x, hidden, _Weight(p + "w_qT", scale, zero_point, vocab), p + "decoded", p, out)
     else:
         weight = _float_initializer(rw, table)
         if weight is None:
             return False
-        rw.project(x, np.ascontiguousarray(weight.T), [p + "logits"], p, out)
-    out.append(helper.make_node("Add", [p + "logits", bias], [y], name=p + "bias"))
+        rw.project(x, np.ascontiguousarray(weight.T), [p + "decoded"], p, out)
+    out.append(helper.make_node("Add", [p + "decoded", bias], [y], name=p + "bias"))
     return True
 
 

@@ -60,6 +60,13 @@ class NoMaskHeadError(InputError):
     code = "no_mlm_head"
 
 
+class TaskNotServedError(InputError):
+    """A task the loaded bundle cannot serve (token classification on a text classifier, fill-mask on a NER
+    bundle, rerank on a multi-label classifier...). The message names the bundle's task."""
+
+    code = "task_not_supported"
+
+
 class TooManyInputsError(InputError):
     """More texts in one request than the server's ``max_inputs``."""
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import pipelines
 from .batching import CALL_OVERHEAD_TOKENS, pad_rows, plan_batches
 from .bundle import Bundle, VariantInfo, open_bundle
 from .engine import Engine, OrtEngine
@@ -39,7 +40,7 @@ from .tasks import (
     Prepared,
     get_task,
 )
-from .windows import MAX_OVERLAP, Window, as_items, check_text, check_texts
+from .windows import MAX_OVERLAP, Window, as_items, check_texts
 
 #: The default window overlap at 512 positions; smaller windows use ``windows.default_overlap(max_length)``.
 DEFAULT_OVERLAP = MAX_OVERLAP
@@ -194,6 +195,8 @@ class ClinicalBert:
             "hidden_size": self.hidden_size,
             "max_length": self.max_length,
             "fill_mask": self.has_mlm_head,
+            "task": self.bundle.task,
+            "labels": list(head.labels) if (head := self.bundle.manifest.head) else None,
             "quality": quality.to_dict() if quality else None,
         }
 
@@ -222,20 +225,20 @@ class ClinicalBert:
             raise InputError(f"on_error must be 'raise' or 'collect'; got {on_error!r}")
         context, notes = spec.begin(self, options)
         errors: list[InputError] = []
-        texts: list[str] = []
+        texts: list[Any] = []
         valid: list[int] = []
         for index, item in enumerate(as_items(items)):
             try:
-                texts.append(check_text(index, item))
+                texts.append(spec.check_item(index, item))
                 valid.append(index)
             except InputError as exc:
                 if on_error == "raise":
                     raise
                 errors.append(exc)
         prepared = Prepared(task, options, [], [], [], context=context, errors=errors, notes=notes)
-        for index, ids in zip(valid, self.tokenize(texts), strict=True):
+        for index, (ids, data) in zip(valid, spec.encode(self, texts), strict=True):
             try:
-                windows, state = spec.windows(self, index, ids, options)
+                windows, state = spec.windows(self, index, ids, options, data)
             except InputError as exc:
                 if on_error == "raise" or exc.index is None:
                     raise
@@ -256,7 +259,11 @@ class ClinicalBert:
         feed: dict[str, np.ndarray] = {INPUT_IDS: ids, ATTENTION_MASK: attention}
         inputs = self.engine.input_names
         if TOKEN_TYPE_IDS in inputs:
-            feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
+            types = np.zeros_like(ids)
+            for i, r in enumerate(rows):
+                if r.type_ids is not None:
+                    types[i, : len(r.type_ids)] = r.type_ids
+            feed[TOKEN_TYPE_IDS] = types
         if MASK_INPUT in inputs:
             feed[MASK_INPUT] = np.zeros(0, dtype=np.int64)
         return feed
@@ -345,6 +352,42 @@ class ClinicalBert:
         such lists when the text has several masks); for a list of texts, one such result per text."""
         result = self.predict_masks(texts, top_k=top_k, targets=targets, long_text=long_text)
         return result.predictions[0] if isinstance(texts, str) else result.predictions
+
+    # ------------------------------------------------------------------------------------------- derivatives
+    def token_classification(
+        self,
+        texts: str | Sequence[str],
+        *,
+        aggregation_strategy: str = "none",
+        ignore_labels: Sequence[str] | None = None,
+        stride: int | None = None,
+        long_text: str = "chunk",
+    ) -> list[Any]:
+        """Exactly ``pipeline("token-classification")`` (token-classification bundles): for one text a list of
+        entities, for a list one list per text. Long notes are split into windows overlapping by ``stride``
+        tokens; offsets are into the original note. ``ignore_labels`` None: "O" and pseudo-labels (X...)."""
+        out: list[Any] = pipelines.token_classification(
+            self, texts, aggregation_strategy, ignore_labels, stride, long_text
+        )
+        return out
+
+    def text_classification(
+        self,
+        inputs: Any,
+        *,
+        top_k: int | str | None = pipelines.LEGACY_TOP_K,
+        function_to_apply: str | None = None,
+        long_text: str = "truncate",
+        truncation_direction: str = "right",
+    ) -> Any:
+        """Exactly ``pipeline("text-classification")`` (text-classification bundles): texts, ``{"text",
+        "text_pair"}`` pairs or lists of them; ``top_k`` left out, an integer, or None (all labels)."""
+        return pipelines.text_classification(self, inputs, top_k, function_to_apply, long_text, truncation_direction)
+
+    def rerank(self, query: str, texts: Sequence[str], *, raw_scores: bool = False) -> list[dict[str, Any]]:
+        """A one-logit cross-encoder: ``[{"index", "score"}]`` for every text, best first; ``score`` is the
+        sigmoid of the logit (the logit itself with ``raw_scores=True``)."""
+        return pipelines.rerank(self, query, texts, raw_scores)
 
 
 def _check_variant(bundle: Bundle, variant: VariantInfo, verify: bool, *extra: str) -> Callable[[], None]:

@@ -38,6 +38,8 @@ MASK_POSITIONS = "mask_positions"
 LAST_HIDDEN_STATE = "last_hidden_state"
 MEAN_POOLED = "mean_pooled"
 MASK_LOGITS = "mask_logits"
+#: Classifier logits: ``[batch, seq, labels]`` for token classification, ``[batch, labels]`` for text classification.
+LOGITS = "logits"
 ENCODER_INPUTS = (INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)
 MASK_POSITIONS_LAYOUT = "int64 [num_masks]: flat indices row * padded_length + position"
 
@@ -48,8 +50,14 @@ OPENVINO = "openvino"
 # ------------------------------------------------------------------------------------------------ tasks
 FEATURE_EXTRACTION = "feature-extraction"
 FILL_MASK = "fill-mask"
+TOKEN_CLASSIFICATION = "token-classification"
+TEXT_CLASSIFICATION = "text-classification"
+#: Tasks whose bundles carry a classifier head (manifest key ``head``).
+CLASSIFIER_TASKS = (TOKEN_CLASSIFICATION, TEXT_CLASSIFICATION)
 #: Reserved for heads a later version adds; a bundle naming one is refused by this version.
-PLANNED_TASKS = ("token-classification", "text-classification")
+PLANNED_TASKS: tuple[str, ...] = ()
+#: Scoring functions of a classifier head (as transformers' text-classification pipeline names them).
+SCORE_FUNCTIONS = ("softmax", "sigmoid", "none")
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,12 @@ TASKS: dict[str, TaskSpec] = {
         "BertForMaskedLM",
         (*ENCODER_INPUTS, MASK_POSITIONS),
         (LAST_HIDDEN_STATE, MEAN_POOLED, MASK_LOGITS),
+    ),
+    TOKEN_CLASSIFICATION: TaskSpec(
+        TOKEN_CLASSIFICATION, "BertForTokenClassification", ENCODER_INPUTS, (LAST_HIDDEN_STATE, MEAN_POOLED, LOGITS)
+    ),
+    TEXT_CLASSIFICATION: TaskSpec(
+        TEXT_CLASSIFICATION, "BertForSequenceClassification", ENCODER_INPUTS, (LAST_HIDDEN_STATE, MEAN_POOLED, LOGITS)
     ),
 }
 
@@ -264,6 +278,21 @@ class TokenizerInfo(_Record):
 
 
 @dataclass(frozen=True)
+class HeadInfo(_Record):
+    """A fine-tuned classifier head (token- and text-classification bundles): ``labels`` is ``id2label`` in id
+    order; ``function`` the default scoring function (chosen from ``problem_type`` and the number of labels as
+    transformers' pipeline chooses it); ``scheme`` the token label scheme ("BIO", "BILOU", "BIOES" or "other");
+    ``ignore_labels`` the labels token classification leaves out by default ("O" and pseudo-labels such as X)."""
+
+    labels: tuple[str, ...]
+    function: str
+    problem_type: str | None = None
+    scheme: str | None = field(default=None, metadata=_OMIT_NONE)
+    ignore_labels: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class GraphInfo(_Record):
     """The graph's input and output tensor names; ``mask_positions`` describes that input when present."""
 
@@ -314,6 +343,7 @@ class Parity(_Record):
     max_abs_diff_hidden: float
     tolerance: float
     max_abs_diff_mask_logits: float | None = field(default=None, metadata=_OMIT_NONE)
+    max_abs_diff_logits: float | None = field(default=None, metadata=_OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, float]:
@@ -346,6 +376,17 @@ class Quality(_Record):
     batch_drift_fill_mask_score_max: float | None = field(default=None, metadata=_OMIT_NONE)
     #: Whether the drift was judged (the recipe claims batch invariance) or only reported (an opt-in).
     batch_invariant: bool | None = field(default=None, metadata=_OMIT_NONE)
+    #: Classifier bundles: the figures of the task's own gate (``quantize/task_gate.py``) on the probe text,
+    #: whose sha256 is ``probe_sha256`` (the shipped probe set, or the file given with ``--probe``).
+    probe_sha256: str | None = field(default=None, metadata=_OMIT_NONE)
+    probe_texts: int | None = field(default=None, metadata=_OMIT_NONE)
+    reference_entities: int | None = field(default=None, metadata=_OMIT_NONE)
+    entity_f1: float | None = field(default=None, metadata=_OMIT_NONE)
+    entity_recall: float | None = field(default=None, metadata=_OMIT_NONE)
+    label_top1_agreement: float | None = field(default=None, metadata=_OMIT_NONE)
+    probability_change_mean: float | None = field(default=None, metadata=_OMIT_NONE)
+    rank_correlation_mean: float | None = field(default=None, metadata=_OMIT_NONE)
+    rerank_top1_agreement: float | None = field(default=None, metadata=_OMIT_NONE)
     thresholds: Mapping[str, float] | None = field(default=None, metadata=_OMIT_NONE)
     note: str | None = field(default=None, metadata=_OMIT_NONE)
     #: The inference engine the gate ran the variant on (absent: ONNX Runtime) and the CPU it ran on.
@@ -355,7 +396,18 @@ class Quality(_Record):
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     #: The measured agreement figures, in the order reports print them.
-    FIGURES = ("embedding_cosine_mean", "embedding_cosine_min", "fill_mask_top1_agreement", "fill_mask_top5_overlap")
+    FIGURES = (
+        "embedding_cosine_mean",
+        "embedding_cosine_min",
+        "fill_mask_top1_agreement",
+        "fill_mask_top5_overlap",
+        "entity_f1",
+        "entity_recall",
+        "label_top1_agreement",
+        "probability_change_mean",
+        "rank_correlation_mean",
+        "rerank_top1_agreement",
+    )
 
     def figures(self) -> dict[str, float]:
         return {k: v for k in self.FIGURES if (v := getattr(self, k)) is not None}
@@ -412,6 +464,7 @@ class Manifest(_Record):
     graph: GraphInfo
     variants: Mapping[str, VariantInfo]
     files: Mapping[str, FileEntry]
+    head: HeadInfo | None = field(default=None, metadata=_OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -439,7 +492,10 @@ class Manifest(_Record):
         if task not in TASKS:
             raise BundleError(f"task {task!r} needs a newer clinbert-onnx (this one runs {', '.join(TASKS)})")
         obj.setdefault("graph", GraphInfo.for_task(task).to_dict())
-        return super().from_dict(obj, where)
+        manifest = super().from_dict(obj, where)
+        if task in CLASSIFIER_TASKS and (manifest.head is None or not manifest.head.labels):
+            raise BundleError(f"a {task} manifest needs 'head' with its labels")
+        return manifest
 
 
 #: Every record with the manifest path it is found at (for documentation and tests).
@@ -449,6 +505,7 @@ RECORDS: dict[str, type[_Record]] = {
     "model": ModelInfo,
     "tokenizer": TokenizerInfo,
     "graph": GraphInfo,
+    "head": HeadInfo,
     "variants.NAME": VariantInfo,
     "variants.NAME.recipe": RecipeInfo,
     "variants.NAME.parity": Parity,

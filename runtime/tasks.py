@@ -18,8 +18,16 @@ import numpy as np
 from . import fillmask
 from .errors import InputError, NoMaskHeadError
 from .pooling import POOLINGS, combine_windows, l2_normalize, pool
-from .schema import ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, MASK_LOGITS, MASK_POSITIONS, MEAN_POOLED
-from .windows import Window, check_direction, check_long_text, default_overlap, embed_item, mask_item
+from .schema import (
+    ATTENTION_MASK,
+    FEATURE_EXTRACTION,
+    INPUT_IDS,
+    LAST_HIDDEN_STATE,
+    MASK_LOGITS,
+    MASK_POSITIONS,
+    MEAN_POOLED,
+)
+from .windows import Window, check_direction, check_long_text, check_text, default_overlap, embed_item, mask_item
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -194,7 +202,17 @@ class Task(Protocol):
         """Check the options and the model once per call; return the call's context and notes."""
         ...
 
-    def windows(self, model: ClinicalBert, index: int, ids: np.ndarray, options: Any) -> tuple[list[Window], Any]:
+    def check_item(self, index: int, item: object) -> Any:
+        """One input item, checked (a text for most tasks; a text or a pair for text classification)."""
+        ...
+
+    def encode(self, model: ClinicalBert, items: list[Any]) -> list[tuple[np.ndarray, Any]]:
+        """Checked items → (content ids, the task's per-item data, e.g. offsets), tokenized in one batch."""
+        ...
+
+    def windows(
+        self, model: ClinicalBert, index: int, ids: np.ndarray, options: Any, data: Any
+    ) -> tuple[list[Window], Any]:
         """One item's windows and per-item state; raises per-item errors carrying ``index``."""
         ...
 
@@ -203,7 +221,17 @@ class Task(Protocol):
         ...
 
 
-class EmbedTask:
+class TextItems:
+    """Items are single texts, tokenized to content ids (no per-item data)."""
+
+    def check_item(self, index: int, item: object) -> Any:
+        return check_text(index, item)
+
+    def encode(self, model: ClinicalBert, items: list[Any]) -> list[tuple[np.ndarray, Any]]:
+        return [(ids, None) for ids in model.tokenize(items)]
+
+
+class EmbedTask(TextItems):
     options_type: type = EmbedOptions
 
     def supports(self, model: ClinicalBert) -> bool:
@@ -217,7 +245,7 @@ class EmbedTask:
         return None, []
 
     def windows(
-        self, model: ClinicalBert, index: int, ids: np.ndarray, options: EmbedOptions
+        self, model: ClinicalBert, index: int, ids: np.ndarray, options: EmbedOptions, data: Any = None
     ) -> tuple[list[Window], Any]:
         tok = model.bundle.tokenizer
         overlap = default_overlap(model.max_length) if options.overlap is None else options.overlap
@@ -255,7 +283,7 @@ class EmbedTask:
         return EmbedResult(vectors=vectors, windows=counts, tokens=prepared.tokens)
 
 
-class TokenEmbedTask:
+class TokenEmbedTask(TextItems):
     options_type: type = TokenOptions
 
     def supports(self, model: ClinicalBert) -> bool:
@@ -268,7 +296,7 @@ class TokenEmbedTask:
         return None, []
 
     def windows(
-        self, model: ClinicalBert, index: int, ids: np.ndarray, options: TokenOptions
+        self, model: ClinicalBert, index: int, ids: np.ndarray, options: TokenOptions, data: Any = None
     ) -> tuple[list[Window], Any]:
         tok = model.bundle.tokenizer
         wins = embed_item(
@@ -289,7 +317,7 @@ class TokenEmbedTask:
         return TokenEmbedResult(vectors=list(outputs), tokens=prepared.tokens)  # one window per item
 
 
-class FillMaskTask:
+class FillMaskTask(TextItems):
     options_type: type = MaskOptions
 
     def supports(self, model: ClinicalBert) -> bool:
@@ -297,16 +325,17 @@ class FillMaskTask:
 
     def begin(self, model: ClinicalBert, options: MaskOptions) -> tuple[Any, list[str]]:
         if not model.has_mlm_head:
+            task = model.bundle.task
+            serves = "embeddings only" if task == FEATURE_EXTRACTION else f"{task} and embeddings"
             raise NoMaskHeadError(
-                f"bundle {model.bundle.model_id} was exported from an encoder without a masked-LM head: "
-                "it serves embeddings only"
+                f"bundle {model.bundle.model_id} is a {task} bundle without a masked-LM head: it serves {serves}"
             )
         check_top_k(options.top_k)
         check_long_text(options.long_text)
         return fillmask.resolve_targets(model.tokenizer, options.targets)
 
     def windows(
-        self, model: ClinicalBert, index: int, ids: np.ndarray, options: MaskOptions
+        self, model: ClinicalBert, index: int, ids: np.ndarray, options: MaskOptions, data: Any = None
     ) -> tuple[list[Window], Any]:
         tok = model.bundle.tokenizer
         wins, where = mask_item(

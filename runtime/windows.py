@@ -40,6 +40,8 @@ class Window:
     masks: list[int] = field(default_factory=list)
     mask_ordinals: list[int] = field(default_factory=list)
     head: str = "pool:mean"
+    #: Segment ids (1 for the second text of a pair); None: all zeros.
+    type_ids: np.ndarray | None = None
 
 
 def check_text(index: int, text: object) -> str:

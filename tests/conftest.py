@@ -85,3 +85,57 @@ def minilm_static_bundle(fixture_root: Path, minilm_bundle: Path) -> Path:
     shutil.copytree(minilm_bundle, copy)
     assert main(["quantize", str(copy), "--recipe", "int8-static"]) == 0
     return copy
+
+
+# ------------------------------------------------------------------------------------------------ derivatives
+@pytest.fixture(scope="session")
+def probe_file(fixture_root: Path) -> Path:
+    """Probe text for the derivatives' gate: template notes with drugs, doses, routes and problems."""
+    import random
+
+    import finetune
+
+    rng = random.Random(9)
+    path = fixture_root / "probe.txt"
+    path.write_text("\n".join(finetune.note(rng, 3)[0] for _ in range(40)) + "\n", encoding="utf-8")
+    return path
+
+
+def _derivative(fixture_root: Path, name: str, probe: Path) -> Path:
+    import warnings
+
+    import finetune
+    from clinbert_onnx.export import ExportOptions, export_bundle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return export_bundle(ExportOptions(model=str(finetune.cached(name)), out=fixture_root / name, probe=probe))
+
+
+@pytest.fixture(scope="session")
+def ner_bundle(fixture_root: Path, probe_file: Path) -> Path:
+    """BIO NER, "O" at id 6, 64 positions."""
+    return _derivative(fixture_root, "ner", probe_file)
+
+
+@pytest.fixture(scope="session")
+def bilou_bundle(fixture_root: Path, probe_file: Path) -> Path:
+    """BILOU NER with the pseudo-label X on continuation word pieces."""
+    return _derivative(fixture_root, "bilou", probe_file)
+
+
+@pytest.fixture(scope="session")
+def assertion_bundle(fixture_root: Path, probe_file: Path) -> Path:
+    """present / absent / possible; a vocab.txt-only (lowercasing) checkpoint."""
+    return _derivative(fixture_root, "assertion", probe_file)
+
+
+@pytest.fixture(scope="session")
+def multilabel_bundle(fixture_root: Path, probe_file: Path) -> Path:
+    return _derivative(fixture_root, "multilabel", probe_file)
+
+
+@pytest.fixture(scope="session")
+def reranker_bundle(fixture_root: Path, probe_file: Path) -> Path:
+    """One logit on (query, passage) pairs."""
+    return _derivative(fixture_root, "reranker", probe_file)

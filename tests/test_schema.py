@@ -24,6 +24,7 @@ GRAPH_NAMES = {
     schema.LAST_HIDDEN_STATE,
     schema.MEAN_POOLED,
     schema.MASK_LOGITS,
+    schema.LOGITS,
 }
 
 
@@ -90,7 +91,8 @@ def test_unknown_keys_survive_and_unknown_versions_or_tasks_are_refused():
     for change, message in (
         ({"format_version": 2}, "format_version 2"),
         ({"format_version": True}, "format_version True"),
-        ({"task": "token-classification"}, "newer clinbert-onnx"),
+        ({"task": "question-answering"}, "newer clinbert-onnx"),
+        ({"task": "token-classification"}, "needs 'head'"),
         ({"format": "other"}, "not a clinbert-onnx-bundle"),
     ):
         with pytest.raises(BundleError, match=message):

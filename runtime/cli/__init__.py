@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from ..errors import ClinBertError
 
-COMMANDS = ("bundle_cmds", "model_cmds", "score_cmd", "serve_cmd", "bench_cmd")
+COMMANDS = ("bundle_cmds", "model_cmds", "derived_cmds", "score_cmd", "serve_cmd", "bench_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,12 @@ from typing import Any
 
 from ..errors import InputError
 from ..schema import MANIFEST, Quality
+from .derived_cmds import _print_head
+
+PROBE_HELP = (
+    "classifier bundles: text for the INT8 gate's task figures, one text per line (default: the shipped probe "
+    "set; a de-identification model needs text with PHI-like spans)"
+)
 
 
 def register(sub: Any) -> None:
@@ -45,6 +51,7 @@ def register(sub: Any) -> None:
     p.add_argument("--recipe", default="int8", help="int8 recipe (see `clinbert quantize --list`)")
     p.add_argument("--allow-degraded", action="store_true", help="keep a variant that fails the accuracy gate")
     p.add_argument("--parity-tolerance", type=float, default=1e-4, help="max abs diff FP32 ONNX vs PyTorch")
+    p.add_argument("--probe", type=Path, help=PROBE_HELP)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quantize", help="re-quantize an existing bundle from its fp32 variant")
@@ -60,6 +67,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--allow-degraded", action="store_true", help="keep the variant even if it fails the gate")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
+    p.add_argument("--probe", type=Path, help=PROBE_HELP)
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("info", help="variants, sizes, fused ops and quality report of a bundle")
@@ -98,6 +106,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         thresholds=_thresholds(),
         allow_degraded=args.allow_degraded,
         parity_tolerance=args.parity_tolerance,
+        probe=args.probe,
         progress=True,
         verbose=args.verbose,
     )
@@ -120,11 +129,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.bundle is None:
         raise InputError("give a bundle folder (or --list)")
     recipe = get_recipe(args.recipe)
+    if args.probe is not None:
+        from ..quantize.task_gate import read_probe
+
+        read_probe(args.probe)
     if args.exclude_node:
         recipe = dataclasses.replace(
             recipe, name=f"{recipe.name}+exclude", nodes_to_exclude=(*recipe.nodes_to_exclude, *args.exclude_node)
         )
-    entry = requantize(args.bundle, recipe, _thresholds(), args.allow_degraded, args.variant)
+    entry = requantize(args.bundle, recipe, _thresholds(), args.allow_degraded, args.variant, args.probe)
     print(f"{entry.name}: {entry.file} ({entry.recipe.name if entry.recipe else '-'})")
     _print_quality(entry.quality)
     return 0
@@ -155,10 +168,12 @@ def _print_info(path: Path) -> None:
     print(f"bundle     {b.path}")
     print(f"source     {src.model_id or src.local_path} @ {src.revision or '-'}")
     model = m.model
+    tasks = "embed" + (", fill-mask" if model.has_mlm_head else "") + (f", {m.task}" if m.head else "")
     print(
         f"model      {model.architecture}: {model.num_layers} layers x {model.hidden_size}, "
-        f"vocab {model.vocab_size}, tasks: embed{', fill-mask' if model.has_mlm_head else ''}"
+        f"vocab {model.vocab_size}, tasks: {tasks}"
     )
+    _print_head(b)
     tok = m.tokenizer
     print(f"tokenizer  lowercase={tok.lowercase} ({tok.lowercase_source}), max_length {tok.max_length}")
     print("versions   " + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v))

@@ -1,4 +1,4 @@
-"""``clinbert score``: score a whole file (embeddings or fill-mask), streaming and resumable."""
+"""``clinbert score``: score a whole file (embeddings, fill-mask, entities or labels), streaming and resumable."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .args import add_engine, add_no_verify, options_from, word_list
 
 _EPILOG = """\
 inputs: .txt (a line a text), .jsonl, .csv, .parquet, or - for stdin (.txt lines; --input-format jsonl).
-outputs: .parquet (id, embedding|predictions, windows, tokens), .jsonl (the same, a row per line),
+outputs: .parquet (id, embedding|predictions|entities|labels, windows, tokens), .jsonl (the same, a row per line),
          .npy (float32 [rows, hidden]; ids in a sidecar NAME.ids.jsonl, embeddings only).
 bad rows go to OUT.errors.jsonl ({"row", "id", "reason"}); a run stopped by Ctrl-C, a crash or kill -9
 continues with --resume, with no row missing or written twice.
@@ -30,7 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("bundle", type=Path, help="bundle folder")
     p.add_argument("input", help="input file (.txt, .jsonl, .csv, .parquet) or - for stdin")
     p.add_argument("--out", type=Path, required=True, help="output file (.parquet, .npy or .jsonl)")
-    p.add_argument("--task", default="embed", choices=("embed", "fill-mask"))
+    p.add_argument(
+        "--task", default="embed", choices=("embed", "fill-mask", "token-classification", "text-classification")
+    )
     p.add_argument("--text-column", help="column holding the text (default: text)")
     p.add_argument("--id-column", help="column holding the row id (default: the row/line number, from 1)")
     p.add_argument(
@@ -38,7 +40,19 @@ def register(sub: Any) -> None:
         choices=("txt", "jsonl", "csv", "parquet"),
         help="input format when the suffix does not tell (stdin is read as txt)",
     )
-    p.add_argument("--top-k", type=int, default=5, help="fill-mask: predictions per mask (default 5)")
+    p.add_argument(
+        "--top-k", type=int, default=5, help="fill-mask: predictions per mask; text-classification: labels (default 5)"
+    )
+    p.add_argument(
+        "--aggregation",
+        dest="aggregation_strategy",
+        default="simple",
+        help="token-classification: none|simple|first|average|max (default simple)",
+    )
+    p.add_argument("--ignore-labels", type=word_list, help="token-classification: comma-separated labels to leave out")
+    p.add_argument(
+        "--function", dest="function_to_apply", help="text-classification: softmax|sigmoid|none (default: bundle's)"
+    )
     p.add_argument("--targets", type=word_list, help="fill-mask: comma-separated candidate words to score")
     p.add_argument("--pooling", default="mean", choices=POOLINGS, help="embed: pooling (default mean)")
     p.add_argument("--no-normalize", dest="normalize", action="store_false", help="embed: skip L2 normalisation")

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..classify import ClassifyOptions, TokenOptions
 from ..errors import InputError
+from ..pipelines import ranked
 from ..tasks import EmbedOptions, MaskOptions
 
 
@@ -24,7 +26,9 @@ class TaskSpec:
     """A task name (``tasks.TASKS``) and its options object."""
 
     task: str
-    options: EmbedOptions | MaskOptions
+    options: EmbedOptions | MaskOptions | TokenOptions | ClassifyOptions
+    #: text classification: labels written per row (best first; clamped to the number of labels)
+    top_k: int = 5
 
 
 @dataclass
@@ -60,6 +64,11 @@ def score_texts(
     scored = Scored(ok=list(prepared.kept), windows=list(result.windows), tokens=list(result.tokens), failed=failed)
     if spec.task == "embed":
         scored.vectors = result.vectors
+    elif spec.task == "token-classification":
+        scored.predictions = list(result.entities)
+    elif spec.task == "text-classification":
+        k = min(spec.top_k, len(result.labels))
+        scored.predictions = [ranked(row, result.labels, k) for row in result.scores]
     else:
         scored.predictions = list(result.predictions)
     return scored

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..classify import ClassifyOptions, TokenOptions, check_aggregation, check_function
 from ..errors import InputError
 from ..pooling import POOLINGS
 from ..tasks import EmbedOptions, MaskOptions, check_top_k
 from ..windows import LONG_TEXT_MODES
 
-TASKS: tuple[str, ...] = ("embed", "fill-mask")
+TASKS: tuple[str, ...] = ("embed", "fill-mask", "token-classification", "text-classification")
+#: Tasks whose results are lists (written to .jsonl or .parquet, never .npy).
+LIST_TASKS: tuple[str, ...] = TASKS[1:]
 INPUT_FORMATS: tuple[str, ...] = ("txt", "jsonl", "csv", "parquet")
 OUTPUT_FORMATS: tuple[str, ...] = ("parquet", "npy", "jsonl")
 ON_ERROR: tuple[str, ...] = ("skip", "fail")
@@ -66,6 +69,9 @@ class ScoreOptions:
     input_format: str | None = None
     top_k: int = 5
     targets: tuple[str, ...] | None = None
+    aggregation_strategy: str = "simple"
+    ignore_labels: tuple[str, ...] | None = None
+    function_to_apply: str | None = None
     pooling: str = "mean"
     normalize: bool = True
     long_text: str = "chunk"
@@ -135,8 +141,10 @@ class ScoreOptions:
         if self.input_format is not None:
             _choice("input-format", self.input_format, INPUT_FORMATS)
         fmt, out_fmt = self.in_format, self.out_format
-        if self.task == "fill-mask" and out_fmt == "npy":
-            raise InputError(".npy output holds embeddings only: write fill-mask predictions to .jsonl or .parquet")
+        if self.task in LIST_TASKS and out_fmt == "npy":
+            raise InputError(f".npy output holds embeddings only: write {self.task} results to .jsonl or .parquet")
+        check_aggregation(self.aggregation_strategy)
+        check_function(self.function_to_apply)
         if fmt == "txt" and self.id_column is not None:
             raise InputError("a .txt input has no columns: its ids are line numbers (drop --id-column)")
         if self.id_column is not None and self.id_column == self.column:
@@ -159,10 +167,15 @@ class ScoreOptions:
         if not self.from_stdin and Path(self.input).resolve() in outputs:
             raise InputError("the output would overwrite the input")
 
-    def task_options(self) -> EmbedOptions | MaskOptions:
-        """The core's options object for ``task``."""
+    def task_options(self) -> EmbedOptions | MaskOptions | TokenOptions | ClassifyOptions:
+        """The core's options object for ``task`` (text classification truncates where others chunk)."""
         if self.task == "embed":
             return EmbedOptions(pooling=self.pooling, normalize=self.normalize, long_text=self.long_text)
+        if self.task == "token-classification":
+            return TokenOptions(self.aggregation_strategy.lower(), self.ignore_labels, None, self.long_text)
+        if self.task == "text-classification":
+            long_text = "truncate" if self.long_text == "chunk" else self.long_text
+            return ClassifyOptions(self.function_to_apply, long_text)
         return MaskOptions(top_k=self.top_k, targets=self.targets, long_text=self.long_text)
 
     def result_options(self) -> dict[str, Any]:
@@ -178,6 +191,11 @@ class ScoreOptions:
         }
         if self.task == "embed":
             opts.update(pooling=self.pooling, normalize=self.normalize)
+        elif self.task == "token-classification":
+            ignore = list(self.ignore_labels) if self.ignore_labels is not None else None
+            opts.update(aggregation_strategy=self.aggregation_strategy, ignore_labels=ignore)
+        elif self.task == "text-classification":
+            opts.update(top_k=self.top_k, function_to_apply=self.function_to_apply)
         else:
             opts.update(top_k=self.top_k, targets=list(self.targets) if self.targets is not None else None)
         return opts

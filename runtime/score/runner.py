@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..bundle import Bundle, open_bundle
-from ..errors import InputError, NoMaskHeadError, require
-from ..schema import ONNXRUNTIME
+from ..errors import InputError, NoMaskHeadError, TaskNotServedError, require
+from ..schema import CLASSIFIER_TASKS, ONNXRUNTIME
 from .checkpoint import WorkDir, check_same_job, publish
 from .engine import TaskSpec
 from .options import OutputExistsError, RowError, ScoreOptions
@@ -106,6 +106,11 @@ def _check_outputs(options: ScoreOptions, work: WorkDir) -> bool:
 
 
 def _check_task(options: ScoreOptions, bundle: Bundle) -> None:
+    if options.task in CLASSIFIER_TASKS and bundle.task != options.task:
+        raise TaskNotServedError(
+            f"bundle {bundle.model_id} is a {bundle.task} bundle: it cannot serve {options.task} (use --task embed"
+            + (f" or --task {bundle.task})" if bundle.task in CLASSIFIER_TASKS else ")")
+        )
     if options.task == "fill-mask" and not bundle.has_mlm_head:
         raise NoMaskHeadError(
             f"bundle {bundle.model_id} has no masked-LM head: it serves embeddings only (use --task embed)"
@@ -168,6 +173,7 @@ class _Job:
             options.out_format,
             work.path,
             task=options.task,
+            aggregation=options.aggregation_strategy.lower(),
             hidden=bundle.hidden_size,
             id_kind=reader.id_kind,
             out=options.out,
@@ -274,7 +280,7 @@ def run_score(options: ScoreOptions, *, stderr: TextIO | None = None) -> ScoreSu
     resuming = _check_outputs(options, work)
     bundle = open_bundle(options.bundle)
     _check_task(options, bundle)
-    spec = TaskSpec(options.task, options.task_options())
+    spec = TaskSpec(options.task, options.task_options(), options.top_k)
     scorer: Any = None
     interrupted = True
     try:

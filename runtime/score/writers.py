@@ -71,12 +71,20 @@ def _jsonl(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
+#: The column (and JSON key) of each task's results.
+RESULT_KEYS = {"embed": "embedding", "token-classification": "entities", "text-classification": "labels"}
+
+
+def result_key(task: str) -> str:
+    return RESULT_KEYS.get(task, "predictions")
+
+
 def _records(ids: list[Any], scored: Scored, task: str) -> list[dict[str, Any]]:
+    key = result_key(task)
     if task == "embed":
         values: list[Any] = scored.vectors.tolist() if scored.vectors is not None else []
-        key = "embedding"
     else:
-        values, key = list(scored.predictions or []), "predictions"
+        values = list(scored.predictions or [])
     return [
         {"id": i, key: v, "windows": w, "tokens": t}
         for i, v, w, t in zip(ids, values, scored.windows, scored.tokens, strict=True)
@@ -193,9 +201,35 @@ class NpyOutput(Output):
         return [(self.ids_path, self.sidecar), (self.path, self.out)]
 
 
+def _result_field(task: str, hidden: int, aggregation: str) -> Any:
+    """The Parquet column of a task's results: a fixed-size float list, or a list of structs."""
+    import pyarrow as pa
+
+    if task == "embed":
+        return pa.field("embedding", pa.list_(pa.float32(), hidden))
+    if task == "token-classification":
+        label = [("entity", pa.string())] if aggregation == "none" else [("entity_group", pa.string())]
+        index = [("index", pa.int64())] if aggregation == "none" else []
+        spans = [("word", pa.string()), ("start", pa.int64()), ("end", pa.int64())]
+        return pa.field("entities", pa.list_(pa.struct([*label, ("score", pa.float64()), *index, *spans])))
+    if task == "text-classification":
+        return pa.field("labels", pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())])))
+    pred = pa.struct(
+        [("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()), ("sequence", pa.string())]
+    )
+    return pa.field("predictions", pa.list_(pa.list_(pred)))
+
+
 class ParquetOutput(Output):
     def __init__(
-        self, work: Path, task: str, hidden: int, id_kind: str, out: Path, state: dict[str, int] | None
+        self,
+        work: Path,
+        task: str,
+        hidden: int,
+        id_kind: str,
+        out: Path,
+        state: dict[str, int] | None,
+        aggregation: str = "simple",
     ) -> None:
         import pyarrow as pa
 
@@ -204,13 +238,7 @@ class ParquetOutput(Output):
         self.parts = state["parts"] if state else 0
         self.pending: list[Any] = []
         id_type = pa.int64() if id_kind == "int" else pa.string()
-        if task == "embed":
-            value = pa.field("embedding", pa.list_(pa.float32(), hidden))
-        else:
-            pred = pa.struct(
-                [("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()), ("sequence", pa.string())]
-            )
-            value = pa.field("predictions", pa.list_(pa.list_(pred)))
+        value = _result_field(task, hidden, aggregation)
         self.schema = pa.schema(
             [pa.field("id", id_type), value, pa.field("windows", pa.int32()), pa.field("tokens", pa.int32())]
         )
@@ -232,6 +260,9 @@ class ParquetOutput(Output):
         if self.task == "embed" and scored.vectors is not None:
             flat = pa.array(np.ascontiguousarray(scored.vectors, dtype=np.float32).reshape(-1))
             values: Any = pa.FixedSizeListArray.from_arrays(flat, self.hidden)
+        elif self.task in RESULT_KEYS:
+            field = self.schema.field(result_key(self.task))
+            values = pa.array(list(scored.predictions or []), type=field.type)
         else:
             preds = [[p] if p and isinstance(p[0], dict) else p for p in scored.predictions or []]
             values = pa.array(preds, type=self.schema.field("predictions").type)
@@ -318,6 +349,7 @@ def make_output(
     out: Path,
     sidecar: Path | None,
     state: dict[str, int] | None,
+    aggregation: str = "simple",
 ) -> Output:
     if fmt == "jsonl":
         return JsonlOutput(work, task, out, state)
@@ -325,4 +357,4 @@ def make_output(
         if sidecar is None:
             raise ValueError("npy output needs a sidecar path")
         return NpyOutput(work, hidden, out, sidecar, state)
-    return ParquetOutput(work, task, hidden, id_kind, out, state)
+    return ParquetOutput(work, task, hidden, id_kind, out, state, aggregation)

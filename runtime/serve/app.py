@@ -24,6 +24,7 @@ from .. import __version__
 from ..errors import ClinBertError, InputError
 from ..model import ClinicalBert
 from ..tasks import TASKS, EmbedOptions, MaskOptions, check_top_k, supported
+from . import derived
 from . import schemas as s
 from .config import ServeConfig
 from .core import Runtime, option, render, render_openai
@@ -130,6 +131,9 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
         predictions = result.predictions[0] if isinstance(body.inputs, str) else result.predictions
         return Response(json.dumps(predictions, ensure_ascii=False).encode(), media_type=json_type)
 
+    # /predict, /rerank, /token-classification (fine-tuned derivatives), before TEI's routes: a task route
+    # a module already serves is left to it (mount_tei answers 424 only for those nobody serves)
+    derived.register(app, rt, errors)
     mount_tei(app, rt)
 
     @app.get("/health", response_model=s.Status, tags=["Operations"])

@@ -244,19 +244,23 @@ def mount_tei(app: FastAPI, rt: Runtime) -> None:
                 raise TokenizerError.at(i, f"has token ids outside the vocabulary (size {vocab})")
         return list(model.tokenizer.decode_batch(batch, skip_special_tokens=body.skip_special_tokens))
 
+    served = {getattr(r, "path", None) for r in app.routes}
     for route in TASK_ROUTES.values():
         mount = MOUNTS.get(route.path)
+        if route.path in served:
+            continue  # a task module (e.g. serve/derived.py) already serves it for this bundle
         if mount is not None and supported(route.task, model):
             mount(app, rt, route)
         else:
-            _not_applicable(app, route)
+            _not_applicable(app, route, model.bundle.task)
 
 
-def _not_applicable(app: FastAPI, route: TaskRoute) -> None:
-    """``route`` for a bundle that cannot serve it: the body is validated as TEI does, then 424 ``Backend``."""
+def _not_applicable(app: FastAPI, route: TaskRoute, task: str) -> None:
+    """``route`` for a bundle that cannot serve it: the body is validated as TEI does, then 424 ``Backend``
+    with TEI's message and the bundle's task."""
 
     async def handler(body: Any) -> Response:
-        raise NotApplicableError(route.not_applicable)
+        raise NotApplicableError(f"{route.not_applicable} (this is a {task} bundle)")
 
     handler.__annotations__ = {"body": route.request, "return": Response}
     handler.__name__ = route.path.strip("/")
