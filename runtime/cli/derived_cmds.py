@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .args import add_no_verify, word_list
+from .args import add_engine, add_no_verify, word_list
 from .model_cmds import _load, _texts
 
 
@@ -18,6 +18,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--variant", help="variant to use (default: int8 on CPU, fp16/fp32 on CUDA)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_engine(p)
     add_no_verify(p)
 
 
