@@ -23,6 +23,7 @@ from .base import ModelSpec, top_k
 RUNS = {
     "ours-fp32": ("onnxruntime", "fp32"),
     "ours-int8": ("onnxruntime", "int8"),
+    "ours-int8-dynamic": ("onnxruntime", "int8-dynamic"),
     "ours-ov-static": ("openvino", "int8-static"),
     "ours-ort-static": ("onnxruntime", "int8-static"),
 }
