@@ -221,6 +221,26 @@ class Task(Protocol):
         ...
 
 
+def text_windows(
+    model: ClinicalBert, index: int, ids: np.ndarray, long_text: str, overlap: int, direction: str, head: str
+) -> list[Window]:
+    """``ids`` cut into the model's windows (``windows.embed_item``), each computing ``head``."""
+    tok = model.bundle.tokenizer
+    wins = embed_item(
+        index,
+        ids,
+        max_length=model.max_length,
+        cls_id=tok.cls_token_id,
+        sep_id=tok.sep_token_id,
+        long_text=long_text,
+        overlap=overlap,
+        direction=direction,
+    )
+    for w in wins:
+        w.head = head
+    return wins
+
+
 class TextItems:
     """Items are single texts, tokenized to content ids (no per-item data)."""
 
@@ -247,21 +267,9 @@ class EmbedTask(TextItems):
     def windows(
         self, model: ClinicalBert, index: int, ids: np.ndarray, options: EmbedOptions, data: Any = None
     ) -> tuple[list[Window], Any]:
-        tok = model.bundle.tokenizer
         overlap = default_overlap(model.max_length) if options.overlap is None else options.overlap
-        wins = embed_item(
-            index,
-            ids,
-            max_length=model.max_length,
-            cls_id=tok.cls_token_id,
-            sep_id=tok.sep_token_id,
-            long_text=options.long_text,
-            overlap=overlap,
-            direction=options.truncation_direction,
-        )
-        for w in wins:
-            w.head = f"pool:{options.pooling}"
-        return wins, None
+        head = f"pool:{options.pooling}"
+        return text_windows(model, index, ids, options.long_text, overlap, options.truncation_direction, head), None
 
     def finish(self, model: ClinicalBert, prepared: Prepared, outputs: Sequence[np.ndarray]) -> EmbedResult:
         options: EmbedOptions = prepared.options
@@ -298,20 +306,7 @@ class TokenEmbedTask(TextItems):
     def windows(
         self, model: ClinicalBert, index: int, ids: np.ndarray, options: TokenOptions, data: Any = None
     ) -> tuple[list[Window], Any]:
-        tok = model.bundle.tokenizer
-        wins = embed_item(
-            index,
-            ids,
-            max_length=model.max_length,
-            cls_id=tok.cls_token_id,
-            sep_id=tok.sep_token_id,
-            long_text=options.long_text,
-            overlap=0,
-            direction=options.truncation_direction,
-        )
-        for w in wins:
-            w.head = "hidden"
-        return wins, None
+        return text_windows(model, index, ids, options.long_text, 0, options.truncation_direction, "hidden"), None
 
     def finish(self, model: ClinicalBert, prepared: Prepared, outputs: Sequence[np.ndarray]) -> TokenEmbedResult:
         return TokenEmbedResult(vectors=list(outputs), tokens=prepared.tokens)  # one window per item
