@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import TEI_PATHS
+
 #: Routes reported by name; anything else is counted as "other" so scanners cannot inflate label cardinality.
-ROUTES = (
-    "/",
+ROUTES = TEI_PATHS | {
     "/v1/embeddings",
     "/embeddings",
-    "/embed",
-    "/embed_all",
-    "/embed_sparse",
-    "/similarity",
-    "/tokenize",
-    "/decode",
-    "/predict",
-    "/rerank",
-    "/invocations",
     "/fill-mask",
-    "/predict",
-    "/rerank",
     "/token-classification",
     "/health",
     "/ping",
@@ -29,7 +19,7 @@ ROUTES = (
     "/metrics",
     "/openapi.json",
     "/docs",
-)
+}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 TOKEN_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536, 262144)
