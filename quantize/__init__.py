@@ -42,13 +42,22 @@ def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe, name: st
         model = quantize_static(fp32_path, recipe)
         counts = check_static(model, recipe)
         devices, engines = ("cpu",), (OPENVINO, ONNXRUNTIME)
+        info = recipe.info()
+        if recipe.quantize_embeddings:
+            from .embed_table import compress_embeddings
+
+            if compress_embeddings(model) == 0:  # a tied decoder reads the table: it stays FP32
+                info = replace(info, quantize_embeddings=False)
+            counts = check_static(model, recipe)
     elif recipe.precision == "int8":
+        info = recipe.info()
         from .int8 import check_quantized, quantize_int8
 
         model = quantize_int8(fp32_path, out_path, recipe)
         counts = check_quantized(model, recipe)
         devices = ("cpu",)
     elif recipe.precision == "fp16":
+        info = recipe.info()
         from .fp16 import convert_fp16
 
         model, counts = convert_fp16(fp32_path)
@@ -63,7 +72,7 @@ def build_variant(fp32_path: Path, out_path: Path, recipe: QuantRecipe, name: st
         precision=recipe.precision,
         devices=devices,
         fused_ops=counts,
-        recipe=recipe.info(),
+        recipe=info,
         engines=engines,
     )
 

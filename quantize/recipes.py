@@ -46,7 +46,9 @@ class QuantRecipe:
             mean cosine 0.956, per-channel 0.992, at the same speed.
         quantize_attention: quantize the fused Attention's QKV projection (QAttention).
         quantize_embeddings: store the embedding tables as uint8 (QEmbedLayerNormalization); the tied MLM
-            decoder then reads the same uint8 matrix, which keeps the int8 file near a quarter of FP32.
+            decoder then reads the same uint8 matrix, which keeps the int8 file near a quarter of FP32. For the
+            static recipe: the word-embedding table stored int8 per row (weight-only, ``embed_table.py``) where no
+            tied MLM decoder reads it.
         nodes_to_exclude: node names left in FP32.
         decoder: how the tied MLM decoder reads the uint8 embedding table. "dqmatmul" (default): a constant
             Transpose that ONNX Runtime folds and prepacks at load, then DynamicQuantizeMatMul; b1 fill-mask
@@ -168,7 +170,7 @@ RECIPES: dict[str, QuantRecipe] = {
             # 0.5 0.9908 / 0.9782, 0.7 0.9976 / 0.9952, 0.8 0.9981 / 0.9955, 0.9 0.9979 / 0.9940, 0.95 (NNCF's
             # default) 0.9974 / 0.9928; off 0.9920 / 0.9782
             smoothing=0.8,
-            quantize_embeddings=False,
+            quantize_embeddings=True,  # weight-only, where no tied decoder reads the table (embed_table.py)
             nodes_to_exclude=(DECODER_NODE,),
             variant="int8-static",
             description="static int8 (NNCF, fixed calibrated scales, QDQ) for the OpenVINO engine; batch-invariant",

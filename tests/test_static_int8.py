@@ -22,15 +22,15 @@ pytestmark = requires_static
 STATIC_DRIFT = 1e-4
 
 
-def _variant(bundle: Path) -> dict:
-    return json.loads((bundle / "manifest.json").read_text())["variants"]["int8-static"]
+def _variant(bundle: Path, name: str = "int8-static") -> dict:
+    return json.loads((bundle / "manifest.json").read_text())["variants"][name]
 
 
 def test_recipe_is_static_batch_invariant_and_keeps_the_decoder_fp32() -> None:
     recipe = get_recipe("int8-static")
     assert recipe.static and recipe.batch_invariant and recipe.default_variant == "int8-static"
     manifest = recipe.info().to_dict()
-    assert manifest["activations"] == "static" and manifest["quantize_embeddings"] is False
+    assert manifest["activations"] == "static" and manifest["quantize_embeddings"] is True
     assert manifest["nodes_to_exclude"] == ["mlm/decoder/MatMul"]
     assert str(manifest["quantizer"]).startswith("nncf 3.4")
     assert manifest["calibration_sha256"] == calibration_hash()
@@ -53,6 +53,25 @@ def test_export_writes_the_static_variant_with_its_gate_figures(static_bundle: P
     assert not manifest.variants["int8"].runs_on("openvino") and manifest.variants["fp32"].runs_on("openvino")
     # the ONNX Runtime default is unchanged
     assert ClinicalBert.load(static_bundle).variant == "int8"
+    # a tied MLM decoder reads the embedding table: it stays FP32, and the manifest says so
+    assert entry["recipe"]["quantize_embeddings"] is False and entry["fused_ops"]["EmbedLayerNormalization"] == 1
+
+
+def test_embedding_table_int8_where_no_decoder_reads_it(minilm_static_bundle: Path) -> None:
+    """Weight-only int8 table (one scale per row) on an encoder-only bundle: a fact of the graph and the file."""
+    import onnx
+    from onnx import TensorProto
+
+    entry = _variant(minilm_static_bundle)
+    assert entry["recipe"]["quantize_embeddings"] is True
+    assert "EmbedLayerNormalization" not in entry["fused_ops"] and entry["fused_ops"]["LayerNormalization"] >= 1
+    graph = onnx.load(str(minilm_static_bundle / entry["file"]), load_external_data=False).graph
+    vocab = json.loads((minilm_static_bundle / "config.json").read_text())["vocab_size"]
+    tables = [i for i in graph.initializer if len(i.dims) == 2 and i.dims[0] == vocab and i.dims[1] > 1]
+    assert [t.data_type for t in tables] == [TensorProto.INT8]
+    # MiniLM's table is half its weights: int8 table ~0.25 of the FP32 file, an FP32 table would leave ~0.64
+    sizes = [(minilm_static_bundle / e["data"]).stat().st_size for e in (entry, _variant(minilm_static_bundle, "fp32"))]
+    assert sizes[0] < 0.45 * sizes[1]
 
 
 @pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
