@@ -92,9 +92,16 @@ def text_classification(
     return [out[0]] if legacy and isinstance(inputs, str) else out[0]
 
 
+def is_reranker(model: ClinicalBert) -> bool:
+    """The one test of "this bundle reranks": a text-classification head with a single logit (a cross-encoder).
+    It decides ``rerank``, whether the server serves TEI's ``/rerank``, and TEI's ``model_type`` in ``/info``."""
+    head = model.bundle.manifest.head
+    return model.bundle.task == TEXT_CLASSIFICATION and head is not None and len(head.labels) == 1
+
+
 def check_reranker(model: ClinicalBert) -> None:
     head = require_task(model, TEXT_CLASSIFICATION)
-    if len(head.labels) != 1:
+    if not is_reranker(model):
         raise TaskNotServedError(
             f"bundle {model.bundle.model_id} is a text-classification bundle with {len(head.labels)} labels: "
             "rerank needs a one-logit cross-encoder (a reranker)"

@@ -139,3 +139,9 @@ def multilabel_bundle(fixture_root: Path, probe_file: Path) -> Path:
 def reranker_bundle(fixture_root: Path, probe_file: Path) -> Path:
     """One logit on (query, passage) pairs."""
     return _derivative(fixture_root, "reranker", probe_file)
+
+
+@pytest.fixture(scope="session")
+def nli_bundle(fixture_root: Path, probe_file: Path) -> Path:
+    """MedNLI-style pairs: (premise, hypothesis) → entailment / contradiction / neutral."""
+    return _derivative(fixture_root, "nli", probe_file)

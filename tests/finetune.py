@@ -5,7 +5,8 @@
 - ``assertion``: present / absent / possible (negation cues), a Bio_ClinicalBERT-style checkpoint (vocab.txt
   only: transformers builds a lowercasing tokenizer over the cased vocabulary, which the derivative keeps);
 - ``multilabel``: four document labels, ``problem_type="multi_label_classification"`` (sigmoid);
-- ``reranker``: one logit on (query, passage) pairs.
+- ``reranker``: one logit on (query, passage) pairs;
+- ``nli``: MedNLI-style premise / hypothesis pairs, three labels (entailment, contradiction, neutral).
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def _vocab(folder: Path, size: int) -> None:
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=size, special_tokens=builders.SPECIALS, min_frequency=1)
     tok.train_from_iterator(builders.corpus()[:200] + vocab_corpus(), trainer)
-    words = [w for w, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])]
+    # the trainer's id order (and, at its size cut-off, a few tokens) varies from run to run: ids in sorted order
+    # make the checkpoints, trained from seeded weights, the same on every machine for the same token set
+    words = builders.SPECIALS + sorted(set(tok.get_vocab()) - set(builders.SPECIALS))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
 
@@ -330,12 +333,32 @@ def reranker(folder: Path, steps: int = 150) -> Path:
     return _sequence_classifier(folder, examples, None, 1, steps)
 
 
+NLI_LABELS = ["entailment", "contradiction", "neutral"]
+
+
+def nli_classifier(folder: Path, steps: int = 200) -> Path:
+    """(premise, hypothesis) → entailment / contradiction / neutral, learnable by a tiny model from both texts:
+    the premise's cue decides entailment ("reports fever") or contradiction ("denies fever") of "The patient
+    has fever.", and a hypothesis unrelated to the problem (a filler sentence) is neutral."""
+    rng = random.Random(6)
+    examples: list[tuple[Any, Any]] = []
+    for _ in range(320):
+        label = rng.randrange(3)
+        problem = rng.choice(PROBLEMS)
+        cue = rng.choice(CUES[rng.choice(["present", "absent"]) if label == 2 else ("present", "absent")[label]])
+        premise = f"{rng.choice(['Patient', 'He', 'She'])} {cue} {problem}."
+        hypothesis = rng.choice(FILLERS) if label == 2 else f"The patient has {problem}."
+        examples.append(((premise, hypothesis), label))
+    return _sequence_classifier(folder, examples, NLI_LABELS, 3, steps, problem_type="single_label_classification")
+
+
 BUILDERS = {
     "ner": lambda p: token_classifier(p, "BIO", 64),
     "bilou": lambda p: token_classifier(p, "BILOU", 128),
     "assertion": assertion_classifier,
     "multilabel": multilabel_classifier,
     "reranker": reranker,
+    "nli": nli_classifier,
 }
 
 

@@ -40,6 +40,8 @@ SIMPLE_TOKEN = {
 TOKENIZE = {"type": "array", "items": {"type": "array", "items": SIMPLE_TOKEN}}
 DECODE = {"type": "array", "items": {"type": "string"}}
 SIMILARITY = {"type": "array", "items": NUMBER}
+#: TEI 1.9.3's ClassifierModel (for ModelType's classifier and reranker): the checkpoint's id2label (keys: ids as
+#: decimal strings) and label2id.
 CLASSIFIER_MODEL = {
     "type": "object",
     "required": ["id2label", "label2id"],
@@ -48,17 +50,20 @@ CLASSIFIER_MODEL = {
         "label2id": {"type": "object", "additionalProperties": UINT},
     },
 }
+EMBEDDING_MODEL = {"type": "object", "required": ["pooling"], "properties": {"pooling": {"type": "string"}}}
+
+
+def _variant(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """One variant of a Rust enum as serde writes it (externally tagged): an object with exactly that key."""
+    return {"type": "object", "required": [name], "properties": {name: schema}, "additionalProperties": False}
+
+
+#: TEI 1.9.3's ModelType: oneOf ClassifierModel, EmbeddingModel, RerankerModel (the last shaped as ClassifierModel).
 MODEL_TYPE = {
     "oneOf": [
-        {"type": "object", "required": ["classifier"], "properties": {"classifier": CLASSIFIER_MODEL}},
-        {
-            "type": "object",
-            "required": ["embedding"],
-            "properties": {
-                "embedding": {"type": "object", "required": ["pooling"], "properties": {"pooling": {"type": "string"}}}
-            },
-        },
-        {"type": "object", "required": ["reranker"], "properties": {"reranker": CLASSIFIER_MODEL}},
+        _variant("classifier", CLASSIFIER_MODEL),
+        _variant("embedding", EMBEDDING_MODEL),
+        _variant("reranker", CLASSIFIER_MODEL),
     ]
 }
 INFO = {

@@ -16,6 +16,14 @@ pytestmark = requires_export
 NOTE = "Started on Zosyn 4.5 g IV q8h. She reports fever."
 
 
+def _checkpoint_labels(name: str) -> list[str]:
+    """The fine-tuned checkpoint's labels in id order (its config.json's id2label)."""
+    import finetune
+
+    id2label = json.loads((finetune.cached(name) / "config.json").read_text())["id2label"]
+    return [id2label[str(i)] for i in range(len(id2label))]
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 def test_cli_token_classification_table_and_json(ner_bundle, capsys):
     assert main(["token-classification", str(ner_bundle), NOTE, "--variant", "fp32"]) == 0
@@ -60,10 +68,16 @@ def test_cli_errors_exit_2(assertion_bundle, ner_bundle, capsys):
     assert "text-classification bundle" in capsys.readouterr().err
 
 
-def test_cli_info_shows_task_and_labels(ner_bundle, capsys):
+def test_cli_info_shows_task_and_labels(ner_bundle, assertion_bundle, reranker_bundle, capsys):
     assert main(["info", str(ner_bundle)]) == 0
     out = capsys.readouterr().out
     assert "token-classification: 9 labels" in out and "B-DRUG, I-DRUG" in out and "entity_f1" in out
+    for name, bundle in (("assertion", assertion_bundle), ("reranker", reranker_bundle)):
+        assert main(["info", str(bundle)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        labels = _checkpoint_labels(name)
+        assert f"task       text-classification: {len(labels)} labels, scores by" in "\n".join(lines)
+        assert f"labels     {', '.join(labels)}" in lines  # in id order
 
 
 # ------------------------------------------------------------------------------------------------ score
@@ -184,6 +198,29 @@ def test_token_classification_route(servers, ner_bundle):
     assert len(both) == 2 and "index" in both[0][0] and len(both[1]) == 1
     bad = {"inputs": NOTE, "parameters": {"aggregation_strategy": "longest"}}
     assert "aggregation_strategy" in _error(_post(servers["ner"], "/token-classification", bad), 422, "invalid_input")
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "kind"),
+    [
+        ("assertion", "text-classification", "classifier"),
+        ("reranker", "text-classification", "reranker"),
+        ("ner", "token-classification", "classifier"),  # TEI has no NER model type: classifier, with the labels
+    ],
+)
+def test_info_of_a_derived_bundle_is_teis(servers, name, task, kind):
+    jsonschema = pytest.importorskip("jsonschema")
+    import tei_contract
+
+    info = httpx.get(f"{servers[name]}/info").json()
+    jsonschema.validate(info, tei_contract.INFO)
+    labels = _checkpoint_labels(name)
+    assert info["task"] == task and info["labels"] == labels
+    assert info["model_type"] == {
+        kind: {"id2label": {str(i): x for i, x in enumerate(labels)}, "label2id": {x: i for i, x in enumerate(labels)}}
+    }
+    rerank = httpx.post(f"{servers[name]}/rerank", json={"query": "fever", "texts": ["She reports fever."]})
+    assert (rerank.status_code == 200) is (kind == "reranker")  # the reranker model type is what serves /rerank
 
 
 def test_a_route_the_bundle_cannot_serve_names_its_task(servers):

@@ -91,3 +91,29 @@ def test_txt_invalid_utf8_is_a_row_error(tmp_path: Path) -> None:
     path.write_bytes(b"ok\n\xff\xfe bad\nfine\n")
     rows = list(_reader(path).rows())
     assert [r.error for r in rows] == [None, "line is not valid UTF-8", None]
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
+def test_row_numbers_are_integer_ids_in_every_format(tmp_path: Path, fmt: str) -> None:
+    """Regression: a CSV without an id column had ``id_kind == "str"`` while its ids were row numbers (ints), and
+    the Parquet writer failed on them. An id column keeps its own kind: CSV strings, Parquet/JSON integers."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = tmp_path / f"n.{fmt}"
+    table = pa.table({"k": [7, 8], "text": ["a", "b"]})
+    if fmt == "txt":
+        path.write_text("a\nb\n")
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in table.to_pylist()))
+    elif fmt == "csv":
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+    reader = _reader(path)
+    assert reader.id_kind == "int" and [r.id for r in reader.rows()] == [1, 2]
+    if fmt != "txt":
+        with_ids = _reader(path, id_column="k")
+        kind = "str" if fmt == "csv" else "int"
+        assert with_ids.id_kind == kind and [r.id for r in with_ids.rows()] == (["7", "8"] if kind == "str" else [7, 8])

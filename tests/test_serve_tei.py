@@ -71,6 +71,7 @@ def test_info_has_every_field_of_teis_info(client, tiny: ClinicalBert) -> None:
     info = client.get("/info").json()
     jsonschema.validate(info, contract.INFO)
     assert info["model_type"] == {"embedding": {"pooling": "mean"}}
+    assert info["task"] == "fill-mask" and info["labels"] is None
     assert info["max_input_length"] == tiny.max_length and info["max_client_batch_size"] == 8
     assert info["max_concurrent_requests"] == 512 and info["auto_truncate"] is False
     assert info["model_dtype"] == "int8" and {"embed", "token-embeddings", "fill-mask"} <= set(info["tasks"])

@@ -36,6 +36,10 @@ def register(sub: Any) -> None:
     p.add_argument("--text-column", help="column holding the text (default: text)")
     p.add_argument("--id-column", help="column holding the row id (default: the row/line number, from 1)")
     p.add_argument(
+        "--text-pair-column",
+        help="text-classification: column holding each pair's second text (premise/hypothesis, query/passage)",
+    )
+    p.add_argument(
         "--input-format",
         choices=("txt", "jsonl", "csv", "parquet"),
         help="input format when the suffix does not tell (stdin is read as txt)",

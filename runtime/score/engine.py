@@ -51,9 +51,10 @@ def row_reason(exc: InputError) -> str:
 
 
 def score_texts(
-    model: Any, spec: TaskSpec, texts: Sequence[str], on_progress: Callable[[int], None] | None = None
+    model: Any, spec: TaskSpec, texts: Sequence[Any], on_progress: Callable[[int], None] | None = None
 ) -> Scored:
-    """Score ``texts`` (already checked for missing values); see the module doc."""
+    """Score ``texts`` (already checked for missing values; for text classification, texts or
+    ``{"text", "text_pair"}`` pairs); see the module doc."""
     prepared = model.prepare(list(texts), spec.task, spec.options, on_error="collect")
     failed = [(int(e.index), row_reason(e)) for e in prepared.errors]
     result = model.finish(prepared, model.run(prepared.windows)) if prepared.kept else None

@@ -56,6 +56,7 @@ class ScoreOptions:
     """Everything ``clinbert score`` needs. Build one, then call :func:`clinbert_onnx.score.run_score`.
 
     ``input`` is a path or ``"-"`` (stdin). ``input_format``: None to decide by the file's suffix (stdin: txt).
+    ``text_pair_column``: text classification of pairs (e.g. premise / hypothesis), the second text's column.
     ``window_rows``: rows read, sorted by length and scored together (also the checkpoint granularity).
     ``progress``: None shows a progress bar only when stderr is a terminal.
     """
@@ -66,6 +67,7 @@ class ScoreOptions:
     task: str = "embed"
     text_column: str | None = None
     id_column: str | None = None
+    text_pair_column: str | None = None
     input_format: str | None = None
     top_k: int = 5
     targets: tuple[str, ...] | None = None
@@ -149,6 +151,7 @@ class ScoreOptions:
             raise InputError("a .txt input has no columns: its ids are line numbers (drop --id-column)")
         if self.id_column is not None and self.id_column == self.column:
             raise InputError("--id-column and --text-column name the same column")
+        self._check_pair_column(fmt)
         check_top_k(self.top_k, name="--top-k")
         if self.targets is not None and not [t for t in self.targets if t]:
             raise InputError("--targets is empty: give at least one target word or leave it out")
@@ -166,6 +169,24 @@ class ScoreOptions:
             raise InputError("the output, errors and ids files must be different paths")
         if not self.from_stdin and Path(self.input).resolve() in outputs:
             raise InputError("the output would overwrite the input")
+
+    def _check_pair_column(self, fmt: str) -> None:
+        pair = self.text_pair_column
+        if pair is None:
+            return
+        if self.task != "text-classification":
+            raise InputError(
+                f"--text-pair-column is for --task text-classification (pairs of texts); --task {self.task} "
+                "scores single texts"
+            )
+        if fmt == "txt":
+            raise InputError("a .txt input has no columns: a text pair needs .jsonl, .csv or .parquet input")
+        if not pair:
+            raise InputError("--text-pair-column is empty: name the column holding each pair's second text")
+        if pair == self.column:
+            raise InputError("--text-pair-column and --text-column name the same column")
+        if pair == self.id_column:
+            raise InputError("--text-pair-column and --id-column name the same column")
 
     def task_options(self) -> EmbedOptions | MaskOptions | TokenOptions | ClassifyOptions:
         """The core's options object for ``task`` (text classification truncates where others chunk)."""
@@ -195,7 +216,9 @@ class ScoreOptions:
             ignore = list(self.ignore_labels) if self.ignore_labels is not None else None
             opts.update(aggregation_strategy=self.aggregation_strategy, ignore_labels=ignore)
         elif self.task == "text-classification":
-            opts.update(top_k=self.top_k, function_to_apply=self.function_to_apply)
+            opts.update(
+                top_k=self.top_k, function_to_apply=self.function_to_apply, text_pair_column=self.text_pair_column
+            )
         else:
             opts.update(top_k=self.top_k, targets=list(self.targets) if self.targets is not None else None)
         return opts

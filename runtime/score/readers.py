@@ -1,4 +1,4 @@
-"""Streaming input readers: rows of (number, id, text) from .txt, .jsonl, .csv, .parquet or stdin.
+"""Streaming input readers: rows of (number, id, text[, text pair]) from .txt, .jsonl, .csv, .parquet or stdin.
 
 Every reader streams: memory does not depend on the input's size. A row the reader cannot use (bad JSON, a
 missing value) is yielded with ``error`` set rather than dropped, so it reaches the errors file. Problems with
@@ -29,13 +29,22 @@ _CSV_BLOCK = 8 << 20  # a CSV row must fit in one block
 class Row:
     """One input row. ``number`` is 1-based (the line number for .txt/.jsonl); ``id`` is the id column's value
     or the number; ``error`` says why the row cannot be scored; ``offset`` is the byte offset just past the row
-    in a .txt/.jsonl file (-1 elsewhere), so a resumed run can seek instead of re-reading."""
+    in a .txt/.jsonl file (-1 elsewhere), so a resumed run can seek instead of re-reading; ``pair`` is the
+    second text of a pair (``--text-pair-column``), None without one."""
 
     number: int
     id: Id | None
     text: str | None
     error: str | None = None
     offset: int = -1
+    pair: str | None = None
+
+    @property
+    def item(self) -> str | dict[str, str] | None:
+        """What the core scores: the text, or the pair ``{"text", "text_pair"}`` when the row has one."""
+        if self.text is None or self.pair is None:
+            return self.text
+        return {"text": self.text, "text_pair": self.pair}
 
 
 class Reader:
@@ -44,10 +53,18 @@ class Reader:
 
     total_rows: int | None = None
     total_bytes: int | None = None
-    id_kind: str = "int"
+    #: the id column's kind, when there is one: each format decides it from its schema or first record
+    column_id_kind: str = "str"
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, id_column: str | None = None) -> None:
         self.path = path
+        self.id_column = id_column
+
+    @property
+    def id_kind(self) -> str:
+        """The output's id type, decided here only: row numbers (no id column) are integers in every format;
+        an id column's ids are of its kind (CSV: strings; Parquet, JSON lines: integers if it holds integers)."""
+        return "int" if self.id_column is None else self.column_id_kind
 
     def fingerprint(self) -> dict[str, Any] | None:
         if self.path is None:
@@ -73,24 +90,26 @@ def open_reader(options: ScoreOptions) -> Reader:
                 fh.read(1)
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    pair = options.text_pair_column
     if fmt in ("txt", "jsonl"):
-        return LineReader(path, fmt, options.column, options.id_column)
+        return LineReader(path, fmt, options.column, options.id_column, pair)
     require("pyarrow", "score")
     if path is None:
         raise InputError(f"{fmt} input cannot come from stdin: give a file (stdin takes .txt or .jsonl)")
     if fmt == "csv":
-        return CsvReader(path, options.column, options.id_column)
-    return ParquetReader(path, options.column, options.id_column)
+        return CsvReader(path, options.column, options.id_column, pair)
+    return ParquetReader(path, options.column, options.id_column, pair)
 
 
 # ---------------------------------------------------------------------------------------------- .txt / .jsonl
 class LineReader(Reader):
     """.txt (a line a text, ids are line numbers) and .jsonl (an object a line), from a file or stdin."""
 
-    def __init__(self, path: Path | None, fmt: str, column: str, id_column: str | None) -> None:
-        super().__init__(path)
-        self.fmt, self.column, self.id_column = fmt, column, id_column
-        self.id_kind = "int" if fmt == "txt" or id_column is None else "str"
+    def __init__(
+        self, path: Path | None, fmt: str, column: str, id_column: str | None, pair_column: str | None = None
+    ) -> None:
+        super().__init__(path, id_column)
+        self.fmt, self.column, self.pair_column = fmt, column, pair_column
         self._stdin_head: list[bytes] = []
         if path is not None:
             self.total_bytes = path.stat().st_size
@@ -118,12 +137,12 @@ class LineReader(Reader):
                     raise InputError(f"{name} line {number} is not valid JSON: is this a JSON-lines file?") from None
                 if not isinstance(obj, dict):
                     raise InputError(f"{name} line {number} is not a JSON object: is this a JSON-lines file?")
-                for col in (self.column, self.id_column):
+                for col in (self.column, self.id_column, self.pair_column):
                     if col is not None and col not in obj:
                         keys = ", ".join(list(obj)[:20])
                         raise InputError(f"column {col!r} not found in the first record of {name} (keys: {keys})")
                 if self.id_column is not None and type(obj[self.id_column]) is int:
-                    self.id_kind = "int"
+                    self.column_id_kind = "int"
                 return
         finally:
             if self.path is not None:
@@ -177,7 +196,8 @@ class LineReader(Reader):
             row_id, problem = _json_id(obj.get(self.id_column), self.id_kind, self.id_column)
             if problem is not None:
                 return Row(number, row_id, None, problem)
-        return _text_row(number, row_id, obj.get(self.column), self.column)
+        pair = obj.get(self.pair_column) if self.pair_column is not None else None
+        return _text_row(number, row_id, obj.get(self.column), self.column, pair, self.pair_column)
 
 
 def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -201,12 +221,18 @@ def _json_id(value: object, kind: str, column: str) -> tuple[Id | None, str | No
     return None, f"id column {column!r} holds a {type(value).__name__}, not a string or an integer"
 
 
-def _text_row(number: int, row_id: Id | None, text: object, column: str) -> Row:
-    if text is None:
-        return Row(number, row_id, None, f"missing value in column {column!r}")
-    if not isinstance(text, str):
-        return Row(number, row_id, None, f"column {column!r} holds a {type(text).__name__}, not text")
-    return Row(number, row_id, text)
+def _text_row(
+    number: int, row_id: Id | None, text: object, column: str, pair: object = None, pair_column: str | None = None
+) -> Row:
+    """The row, or its error: a missing or non-text value in the text (or pair) column; emptiness is the core's."""
+    for value, name in ((text, column), (pair, pair_column)):
+        if name is None:
+            continue
+        if value is None:
+            return Row(number, row_id, None, f"missing value in column {name!r}")
+        if not isinstance(value, str):
+            return Row(number, row_id, None, f"column {name!r} holds a {type(value).__name__}, not text")
+    return Row(number, row_id, str(text), pair=pair if isinstance(pair, str) else None)
 
 
 # ---------------------------------------------------------------------------------------------- .csv / .parquet
@@ -219,11 +245,11 @@ def _is_text(arrow_type: Any) -> bool:
 
 
 class _ArrowReader(Reader):
-    """Shared row conversion for pyarrow record batches holding [text] or [text, id]."""
+    """Shared row conversion for pyarrow record batches holding [text], [text, id] (and the pair column)."""
 
-    def __init__(self, path: Path, column: str, id_column: str | None) -> None:
-        super().__init__(path)
-        self.column, self.id_column = column, id_column
+    def __init__(self, path: Path, column: str, id_column: str | None, pair_column: str | None = None) -> None:
+        super().__init__(path, id_column)
+        self.column, self.pair_column = column, pair_column
         schema = self._schema()
         for col in self._columns():
             if col not in schema.names:
@@ -242,12 +268,13 @@ class _ArrowReader(Reader):
         raise NotImplementedError
 
     def _columns(self) -> list[str]:
-        return [self.column] + ([self.id_column] if self.id_column is not None else [])
+        return [c for c in (self.column, self.id_column, self.pair_column) if c is not None]
 
     def rows(self, skip: int = 0, offset: int = -1) -> Iterator[Row]:
         for first, batch in self._batches(skip):
             texts = batch.column(self.column).to_pylist()
             ids = batch.column(self.id_column).to_pylist() if self.id_column is not None else None
+            pairs = batch.column(self.pair_column).to_pylist() if self.pair_column is not None else None
             for i, text in enumerate(texts):
                 number = first + i
                 row_id: Id | None = number
@@ -258,7 +285,8 @@ class _ArrowReader(Reader):
                         continue
                     if self.id_kind == "str" and not isinstance(row_id, str):
                         row_id = str(row_id)
-                yield _text_row(number, row_id, text, self.column)
+                pair = pairs[i] if pairs is not None else None
+                yield _text_row(number, row_id, text, self.column, pair, self.pair_column)
 
 
 def _slice(batches: Iterator[Any], skip: int) -> Iterator[tuple[int, Any]]:
@@ -275,7 +303,7 @@ def _slice(batches: Iterator[Any], skip: int) -> Iterator[tuple[int, Any]]:
 
 
 class CsvReader(_ArrowReader):
-    """CSV with a header row, read in blocks by pyarrow. Both columns are read as strings (ids are strings).
+    """CSV with a header row, read in blocks by pyarrow. Every column is read as strings (so are column ids).
 
     A malformed line (wrong number of fields) stops the run with its position: pyarrow cannot skip it without
     losing count of the rows after it."""
@@ -291,7 +319,7 @@ class CsvReader(_ArrowReader):
             raise InputError(f"cannot read {self.path} as CSV ({_arrow_reason(exc)})") from None
 
     def _check_types(self, schema: Any) -> None:
-        self.id_kind = "str"
+        self.column_id_kind = "str"
 
     def _batches(self, skip: int) -> Iterator[tuple[int, Any]]:
         import pyarrow as pa
@@ -341,12 +369,11 @@ class ParquetReader(_ArrowReader):
     def _check_types(self, schema: Any) -> None:
         import pyarrow.types as pat
 
-        text_type = schema.field(self.column).type
-        if not _is_text(text_type):
-            raise InputError(f"column {self.column!r} has type {text_type}, not text")
-        self.id_kind = "int"
-        if self.id_column is not None and not pat.is_integer(schema.field(self.id_column).type):
-            self.id_kind = "str"
+        for column in (self.column, self.pair_column):
+            if column is not None and not _is_text(schema.field(column).type):
+                raise InputError(f"column {column!r} has type {schema.field(column).type}, not text")
+        if self.id_column is not None:
+            self.column_id_kind = "int" if pat.is_integer(schema.field(self.id_column).type) else "str"
 
     def _batches(self, skip: int) -> Iterator[tuple[int, Any]]:
         meta = self._file.metadata

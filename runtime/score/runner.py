@@ -28,11 +28,11 @@ from .writers import ErrorsOutput, make_output
 
 @dataclass
 class Chunk:
-    """One window of input rows; ``texts`` are the ones to score (``positions`` index them into ``rows``),
-    ``failures`` the (index, reason) of rows refused before scoring."""
+    """One window of input rows; ``items`` are the ones to score, texts or ``{"text", "text_pair"}`` pairs
+    (``positions`` index them into ``rows``), ``failures`` the (index, reason) of rows refused before scoring."""
 
     rows: list[Row]
-    texts: list[str]
+    items: list[Any]
     positions: list[int]
     failures: list[tuple[int, str]]
 
@@ -58,7 +58,7 @@ class ScoreSummary:
 
 def prepare(rows: list[Row]) -> Chunk:
     """Set aside rows the reader could not give a text for; everything about the text itself (e.g. "has a
-    mask") is decided by ``ClinicalBert.prepare``."""
+    mask", an empty pair member) is decided by ``ClinicalBert.prepare``."""
     chunk = Chunk(rows, [], [], [])
     for i, row in enumerate(rows):
         if row.error is not None or row.text is None:
@@ -66,7 +66,7 @@ def prepare(rows: list[Row]) -> Chunk:
         elif not row.text.strip():
             chunk.failures.append((i, "empty text"))
         else:
-            chunk.texts.append(row.text)
+            chunk.items.append(row.item)
             chunk.positions.append(i)
     return chunk
 

@@ -61,7 +61,7 @@ class LocalScorer:
         self, spec: TaskSpec, chunks: Iterator[Any], on_progress: Callable[[int], None] | None = None
     ) -> Iterator[tuple[Any, Scored]]:
         for chunk in chunks:
-            scored = score_texts(self.model, spec, chunk.texts, on_progress) if chunk.texts else Scored()
+            scored = score_texts(self.model, spec, chunk.items, on_progress) if chunk.items else Scored()
             yield chunk, scored
 
     def close(self, cancel: bool = False) -> None:
@@ -111,8 +111,8 @@ def _describe() -> dict[str, Any]:
     return dict(_model().info())
 
 
-def _score(spec: TaskSpec, texts: list[str]) -> Scored:
-    return score_texts(_model(), spec, texts)
+def _score(spec: TaskSpec, items: list[Any]) -> Scored:
+    return score_texts(_model(), spec, items)
 
 
 # ---------------------------------------------------------------------------------------------- parent side
@@ -152,7 +152,7 @@ class PoolScorer:
         pending: deque[tuple[Any, Future[Scored] | None]] = deque()
         depth = 2 * self.workers
         for chunk in chunks:
-            pending.append((chunk, self.pool.submit(_score, spec, chunk.texts) if chunk.texts else None))
+            pending.append((chunk, self.pool.submit(_score, spec, chunk.items) if chunk.items else None))
             if len(pending) >= depth:
                 yield self._next(pending, on_progress)
         while pending:
@@ -164,7 +164,7 @@ class PoolScorer:
         chunk, future = pending.popleft()
         scored = Scored() if future is None else self._result(future)
         if on_progress is not None:
-            on_progress(len(chunk.texts))
+            on_progress(len(chunk.items))
         return chunk, scored
 
     def close(self, cancel: bool = False) -> None:

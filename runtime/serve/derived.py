@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..classify import ClassifyOptions, ClassifyResult, TokenOptions, TokenResult, require_task
 from ..errors import InputError, InputTooLongError
-from ..pipelines import check_reranker, ignore_tuple, ranked
+from ..pipelines import check_reranker, ignore_tuple, is_reranker, ranked
 from ..schema import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 if TYPE_CHECKING:
@@ -142,9 +142,8 @@ def register(app: FastAPI, rt: Runtime, errors: dict[int | str, dict[str, Any]])
         payload = [{"score": r["score"], "label": r["label"]} for r in rows[0]] if single else rows
         return Response(json.dumps(payload).encode(), media_type=JSON)
 
-    head = model.bundle.manifest.head
-    if head is None or len(head.labels) != 1:
-        return  # not a reranker: serve.tei answers /rerank with TEI's 424
+    if not is_reranker(model):
+        return  # serve.tei answers /rerank with TEI's 424
 
     @app.post("/rerank", response_model=list[Ranked], responses=errors, tags=["TEI"])
     async def rerank(body: RerankRequest) -> Response:

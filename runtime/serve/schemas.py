@@ -94,12 +94,33 @@ class Status(BaseModel):
     status: str
 
 
+class _Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 class EmbeddingModel(BaseModel):
     pooling: str
 
 
-class ModelType(BaseModel):
+class ClassifierModel(BaseModel):
+    id2label: dict[str, str]
+    label2id: dict[str, int]
+
+
+class EmbeddingType(_Variant):
     embedding: EmbeddingModel
+
+
+class ClassifierType(_Variant):
+    classifier: ClassifierModel
+
+
+class RerankerType(_Variant):
+    reranker: ClassifierModel
+
+
+#: TEI's ``ModelType``: exactly one of ``classifier``, ``embedding``, ``reranker`` (``tei.model_type`` decides).
+ModelType = ClassifierType | EmbeddingType | RerankerType
 
 
 class Info(BaseModel):
@@ -120,6 +141,8 @@ class Info(BaseModel):
     version: str
     limits: dict[str, int | float]
     tasks: list[str]
+    task: str = Field(description="The bundle's task: fill-mask, feature-extraction, text-classification...")
+    labels: list[str] | None = Field(description="A classifier head's labels, by id (the checkpoint's id2label).")
     # Text Embeddings Inference's Info
     model_sha: str | None
     model_dtype: str

@@ -26,6 +26,8 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ..errors import EmptyInputError, InputError, NotApplicableError, TokenizerError, TooManyInputsError
+from ..model import ClinicalBert
+from ..pipelines import is_reranker
 from ..pooling import l2_normalize
 from ..tasks import EmbedOptions, TokenOptions, supported
 from ..windows import check_text
@@ -295,6 +297,21 @@ register_route("/embed_all", _embed_all)
 
 
 # ------------------------------------------------------------------------------------------------- /info
+def model_type(model: ClinicalBert) -> dict[str, Any]:
+    """TEI's ``ModelType``: ``reranker`` for a one-logit cross-encoder (the bundles that serve ``/rerank``),
+    ``classifier`` for the other classifier heads — text classification, and token classification, for which
+    TEI has no model type of its own — each with the checkpoint's ``id2label``/``label2id``; ``embedding``
+    (mean pooling) for a bundle without a head."""
+    head = model.bundle.manifest.head
+    if head is None:
+        return {"embedding": {"pooling": "mean"}}
+    labels = {
+        "id2label": {str(i): label for i, label in enumerate(head.labels)},
+        "label2id": {label: i for i, label in enumerate(head.labels)},
+    }
+    return {"reranker" if is_reranker(model) else "classifier": labels}
+
+
 def tei_info(rt: Runtime) -> dict[str, Any]:
     """The fields of TEI's ``Info`` schema."""
     model, cfg = rt.model, rt.config
@@ -304,7 +321,7 @@ def tei_info(rt: Runtime) -> dict[str, Any]:
         "model_sha": model.bundle.manifest.source.revision,
         "model_dtype": DTYPES.get(precision, precision),
         "served_model_name": rt.name,
-        "model_type": {"embedding": {"pooling": "mean"}},
+        "model_type": model_type(model),
         "max_concurrent_requests": cfg.max_concurrent_requests,
         "max_input_length": model.max_length,
         "max_batch_tokens": rt.max_batch_tokens,

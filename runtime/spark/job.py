@@ -75,6 +75,7 @@ class SparkScoreOptions:
     workers: int = 1
     on_error: str = "skip"
     errors: Path | None = None
+    text_pair_column: str | None = None
 
     @property
     def column(self) -> str:
@@ -87,6 +88,8 @@ class SparkScoreOptions:
             raise InputError("--workers is for the local engine; with --engine spark the master sets parallelism")
         if self.on_error != "skip" or self.errors is not None:
             raise InputError("--engine spark writes bad rows to the output's error column (no --on-error/--errors)")
+        if self.text_pair_column is not None:
+            raise InputError("--text-pair-column is for the local engine: --engine spark scores single texts")
         if self.resume and self.force:
             raise InputError("--resume and --force contradict each other: --resume continues, --force starts over")
         if self.ship not in SHIP_MODES:
