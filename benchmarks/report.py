@@ -20,7 +20,7 @@ GOALS = (
 )
 #: Goals where lower is better.
 LOWER_IS_BETTER = ("latency_128", "static_batch_drift")
-OURS = ("ours-int8", "ours-ov-static", "ours-ort-static")
+OURS = ("ours-int8", "ours-ov-static", "ours-ort-static", "ours-int8-2s", "ours-ov-static-2s")
 
 
 def _get(results: dict[str, Any], model: str, engine: str, *path: str) -> float | None:

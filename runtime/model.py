@@ -77,6 +77,7 @@ class ClinicalBert:
         variant: str,
         token_budget: int | None = None,
         max_batch: int | None = None,
+        streams: int = 1,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -88,6 +89,7 @@ class ClinicalBert:
         self.token_budget = token_budget or budget
         self.max_batch = max_batch or rows
         self.call_overhead = CALL_OVERHEAD_TOKENS[device]
+        self.streams = streams if device == "cpu" else 1
         tok = bundle.tokenizer
         self.tokenizer = Tokenizer.from_file(str(bundle.path / tok.file))
         self.tokenizer.no_truncation()
@@ -146,7 +148,8 @@ class ClinicalBert:
                 chosen = fallback
                 session, actual = create_session(bundle.path / chosen.file, actual, session_config or SessionConfig())
                 wait()
-        return cls(bundle, OrtEngine(session, actual), actual, chosen.name, token_budget, max_batch)
+        streams = (session_config or SessionConfig()).streams
+        return cls(bundle, OrtEngine(session, actual), actual, chosen.name, token_budget, max_batch, streams)
 
     @classmethod
     def _load_openvino(
@@ -163,10 +166,11 @@ class ClinicalBert:
 
         chosen = openvino_variant(bundle.variants, variant)
         wait = _check_variant(bundle, chosen, verify, bundle.tokenizer.file)
-        threads = (session_config or SessionConfig()).intra_op_threads
-        engine = OpenVinoEngine.load(bundle.path / chosen.file, settings_for(threads, bundle.tokenizer.max_length))
+        config = session_config or SessionConfig()
+        settings = settings_for(config.intra_op_threads, bundle.tokenizer.max_length, config.streams)
+        engine = OpenVinoEngine.load(bundle.path / chosen.file, settings)
         wait()
-        return cls(bundle, engine, "cpu", chosen.name, token_budget, max_batch)
+        return cls(bundle, engine, "cpu", chosen.name, token_budget, max_batch, config.streams)
 
     # ----------------------------------------------------------------------------------------------- info
     @property
@@ -270,18 +274,32 @@ class ClinicalBert:
 
     def run(self, windows: Sequence[Window]) -> list[np.ndarray]:
         """Stage 2: one output per window, in window order. Windows are grouped by head, then cut into batches
-        of similar length within the token budget (``batching.plan_batches``), once over all of them."""
+        of similar length within the token budget (``batching.plan_batches``), once over all of them; with
+        ``streams`` above 1, that many batches run at once."""
         out: list[np.ndarray] = [np.empty(0)] * len(windows)
         by_head: dict[str, list[int]] = {}
         for i, w in enumerate(windows):
             by_head.setdefault(w.head, []).append(i)
+        jobs: list[tuple[str, list[int]]] = []
         for name, members in by_head.items():
-            head = HEADS[name]
             lengths = [len(windows[i].ids) for i in members]
             for batch in plan_batches(lengths, self.token_budget, self.max_batch, self.call_overhead):
-                rows = [windows[members[j]] for j in batch]
-                for j, value in zip(batch, head.run(self.engine, self._feed(rows), rows), strict=True):
-                    out[members[j]] = value
+                jobs.append((name, [members[j] for j in batch]))
+
+        def one(job: tuple[str, list[int]]) -> None:
+            name, indices = job
+            rows = [windows[i] for i in indices]
+            for i, value in zip(indices, HEADS[name].run(self.engine, self._feed(rows), rows), strict=True):
+                out[i] = value
+
+        if self.streams > 1 and len(jobs) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.streams, thread_name_prefix="clinbert-stream") as pool:
+                list(pool.map(one, jobs))
+        else:
+            for job in jobs:
+                one(job)
         return out
 
     # ----------------------------------------------------------------------------------------------- stage 3

@@ -62,6 +62,8 @@ class OpenVinoSettings:
             ``max_length``.
         max_length: the model's window (positions).
         cache_dir: compiled-model cache (None: no cache).
+        streams: OpenVINO's ``NUM_STREAMS`` (with the THROUGHPUT hint when above 1): calls in flight at once,
+            the threads shared among them.
     """
 
     threads: int = 0
@@ -70,6 +72,7 @@ class OpenVinoSettings:
     pad_multiple: int = PAD_MULTIPLE
     max_length: int = 512
     cache_dir: Path | None = None
+    streams: int = 1
 
     def properties(self) -> dict[str, Any]:
         from .session import available_cpus
@@ -79,6 +82,8 @@ class OpenVinoSettings:
             "PERFORMANCE_HINT": self.hint,
             "INFERENCE_NUM_THREADS": self.threads or available_cpus(),
         }
+        if self.streams > 1:
+            props.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=self.streams)
         if self.cache_dir is not None:
             props["CACHE_DIR"] = str(self.cache_dir)
         return props
@@ -172,9 +177,10 @@ class OpenVinoEngine:
         self.run(outputs, feed)
 
 
-def settings_for(threads: int, max_length: int) -> OpenVinoSettings:
-    """The default settings for a model with ``max_length`` positions on ``threads`` threads (0: all)."""
-    return OpenVinoSettings(threads=threads, max_length=max_length, cache_dir=default_cache_dir())
+def settings_for(threads: int, max_length: int, streams: int = 1) -> OpenVinoSettings:
+    """The default settings for a model with ``max_length`` positions on ``threads`` threads (0: all), with
+    ``streams`` calls in flight."""
+    return OpenVinoSettings(threads=threads, max_length=max_length, cache_dir=default_cache_dir(), streams=streams)
 
 
 __all__ = ["HINTS", "PAD_MULTIPLE", "OpenVinoEngine", "OpenVinoSettings", "settings_for"]

@@ -201,3 +201,28 @@ def test_derived_tasks_on_openvino_equal_onnxruntime(ner_bundle: Path, assertion
     ref = ClinicalBert.load(assertion_bundle, variant="fp32")
     got, want = ov.text_classification(texts, top_k=None), ref.text_classification(texts, top_k=None)
     assert [[r["label"] for r in row] for row in got] == [[r["label"] for r in row] for row in want]
+
+
+@requires_static
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_streams_run_batches_at_once_with_the_same_results(static_bundle: Path, engine: str) -> None:
+    """``SessionConfig(streams=2)``: two batches in flight on one engine, the threads shared; same vectors."""
+    from clinbert_onnx import SessionConfig
+
+    texts = [f"Day {i}: " + " ".join(["afebrile, tolerating diet"] * (1 + i % 9)) for i in range(40)]
+    one = ClinicalBert.load(static_bundle, engine=engine, variant="int8-static", token_budget=64)
+    two = ClinicalBert.load(
+        static_bundle,
+        engine=engine,
+        variant="int8-static",
+        token_budget=64,
+        session_config=SessionConfig(intra_op_threads=2, streams=2),
+    )
+    assert two.streams == 2
+    if engine == "openvino":
+        assert int(two.engine.compiled.get_property("NUM_STREAMS")) == 2
+    else:
+        assert two.engine.threads == 1  # each run gets threads / streams
+    np.testing.assert_allclose(two.embed(texts), one.embed(texts), atol=1e-6)
+    with pytest.raises(InputError, match="streams must be an integer >= 1"):
+        SessionConfig(streams=0)

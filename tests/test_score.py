@@ -417,6 +417,23 @@ def test_workers_write_the_same_rows_in_order(tiny_bundle: Path, tmp_path: Path)
     assert summary.errors == 1
 
 
+def test_streams_write_the_same_rows_in_order(tiny_bundle: Path, tmp_path: Path, capsys) -> None:
+    """Two batches in flight (one session, threads shared) give the rows and vectors of one at a time."""
+    from clinbert_onnx.cli import main
+
+    inp = write_txt(tmp_path / "in.txt", [*texts(120), "", LONG])
+    score(tiny_bundle, inp, tmp_path / "one.npy", window_rows=40, streams=1)
+    score(tiny_bundle, inp, tmp_path / "two.npy", window_rows=40, streams=3)
+    (ids1, v1), (ids2, v2) = vectors_of(tmp_path / "one.npy"), vectors_of(tmp_path / "two.npy")
+    assert ids1 == ids2 and len(ids1) == 121
+    np.testing.assert_allclose(v1, v2, atol=1e-6)
+    out = tmp_path / "x.npy"
+    assert main(["score", str(tiny_bundle), str(inp), "--out", str(out), "--streams", "0"]) == 2
+    assert "--streams must be an integer >= 1" in capsys.readouterr().err
+    spark = ["score", str(tiny_bundle), str(inp), "--out", str(out), "--engine", "spark", "--streams", "2"]
+    assert main(spark) == 2 and "--streams is not for --engine spark" in capsys.readouterr().err
+
+
 def test_progress_bar_and_summary(tiny_bundle: Path, tmp_path: Path) -> None:
     inp = write_txt(tmp_path / "in.txt", [*texts(60), ""])
     err = io.StringIO()

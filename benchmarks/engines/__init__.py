@@ -22,6 +22,8 @@ ENGINES: dict[str, str] = {
     "ours-int8-dynamic": "ours",
     "ours-ov-static": "ours",
     "ours-ort-static": "ours",
+    "ours-int8-2s": "ours",
+    "ours-ov-static-2s": "ours",
 }
 LABELS = {
     "torch-fp32": "PyTorch eager FP32",
@@ -33,6 +35,8 @@ LABELS = {
     "ours-int8-dynamic": "clinbert-onnx INT8 dynamic per-tensor (0.1 default, batch-dependent)",
     "ours-ov-static": "clinbert-onnx INT8 static on OpenVINO",
     "ours-ort-static": "clinbert-onnx INT8 static on ONNX Runtime",
+    "ours-int8-2s": "clinbert-onnx INT8 (per-token), 2 streams in embed (as clinbert score runs)",
+    "ours-ov-static-2s": "clinbert-onnx INT8 static on OpenVINO, 2 streams in embed (as clinbert score runs)",
 }
 
 

@@ -78,6 +78,11 @@ def register(sub: Any) -> None:
         default=1,
         help="worker processes, each with its own session and cores/N threads (default 1)",
     )
+    p.add_argument(
+        "--streams",
+        type=int,
+        help="batches in flight at once in each process, sharing its threads (default: 2 with 2+ cores, else 1)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--force", action="store_true", help="replace existing outputs / discard an interrupted run")
     p.add_argument(
@@ -125,6 +130,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     if args.engine == "spark":
         from ..spark.job import SparkScoreOptions, run_spark_score
+
+        if args.streams is not None:
+            raise InputError("--streams is not for --engine spark: Spark runs one task per slot (see --threads)")
 
         run_spark_score(options_from(SparkScoreOptions, args))
         return 0

@@ -79,6 +79,7 @@ class ScoreOptions:
     long_text: str = "chunk"
     window_rows: int = DEFAULT_WINDOW_ROWS
     workers: int = 1
+    streams: int | None = None
     resume: bool = False
     force: bool = False
     on_error: str = "skip"
@@ -155,7 +156,10 @@ class ScoreOptions:
         check_top_k(self.top_k, name="--top-k")
         if self.targets is not None and not [t for t in self.targets if t]:
             raise InputError("--targets is empty: give at least one target word or leave it out")
-        for name, value, low in (("window-rows", self.window_rows, 1), ("workers", self.workers, 1)):
+        checked = [("window-rows", self.window_rows, 1), ("workers", self.workers, 1)]
+        if self.streams is not None:
+            checked.append(("streams", self.streams, 1))
+        for name, value, low in checked:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"--{name} must be an integer >= {low}; got {value!r}")
         if self.resume and self.force:

@@ -285,7 +285,9 @@ def run_score(options: ScoreOptions, *, stderr: TextIO | None = None) -> ScoreSu
     interrupted = True
     try:
         scorer = make_scorer(
-            LoadSpec(options.bundle, options.device, options.variant, options.verify, 0, options.engine),
+            LoadSpec(
+                options.bundle, options.device, options.variant, options.verify, 0, options.engine, options.streams
+            ),
             options.workers,
         )
         identity = {
