@@ -24,7 +24,7 @@ from clinbert_onnx.errors import ExportError
 
 PREFIX = "static/embed/"
 #: ``EmbedLayerNormalization``'s inputs, by position (ONNX Runtime contrib op spec).
-ELN_INPUTS = ("input_ids", "segment_ids", "word", "position", "segment", "gamma", "beta", "mask", "position_ids")
+ELN_INPUTS = ("ids", "segment_ids", "word", "position", "segment", "gamma", "beta", "mask", "position_ids")
 
 
 def quantize_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +53,7 @@ def _embedding_nodes(eln: Any, table: str, scales: str) -> tuple[list[Any], list
         numpy_helper.from_array(np.array([1], np.int64), p + "seq_axis"),
         numpy_helper.from_array(np.array([0], np.int64), p + "zero"),
     ]
-    ids = get["input_ids"]
+    ids = get["ids"]
     nodes = [  # look up int8 rows, then scale them: the table itself is never expanded to FP32
         helper.make_node("Gather", [table, ids], [p + "rows_int8"], name=p + "rows", axis=0),
         helper.make_node("Cast", [p + "rows_int8"], [p + "rows_f"], name=p + "rows_cast", to=TensorProto.FLOAT),

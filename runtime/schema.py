@@ -15,11 +15,12 @@ gets its task from ``model.has_mlm_head`` (fill-mask with a head, else feature-e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields, replace
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .errors import BundleError
+from .records import NOT_A_KEY, OMIT_NONE, Record, as_object
 
 FORMAT_NAME = "clinbert-onnx-bundle"
 FORMAT_VERSION = 1
@@ -89,142 +90,10 @@ TASKS: dict[str, TaskSpec] = {
     ),
 }
 
-# ------------------------------------------------------------------------------------------------ reading
-_OMIT_NONE = {"omit_none": True}  # field metadata: not written when None (absent from older bundles)
-_NOT_A_KEY = {"key": False}  # field metadata: not a JSON key (a variant's name is its key in `variants`)
-R = TypeVar("R", bound="_Record")
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("an integer")
-    return value
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError("a number")
-    return float(value)
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError("true or false")
-    return value
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("a string")
-    return value
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError("an object")
-    return value
-
-
-def _list(value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError("a list")
-    return value
-
-
-#: How each field annotation is read from JSON (records are looked up by class name).
-_SCALARS: dict[str, Callable[[Any], Any]] = {
-    "int": _int,
-    "float": _float,
-    "bool": _bool,
-    "str": _str,
-    "tuple[str, ...]": lambda v: tuple(_str(x) for x in _list(v)),
-    "Mapping[str, int]": lambda v: {str(k): _int(x) for k, x in _obj(v).items()},
-    "Mapping[str, float]": lambda v: {str(k): _float(x) for k, x in _obj(v).items()},
-    "Mapping[str, str | None]": lambda v: {str(k): None if x is None else _str(x) for k, x in _obj(v).items()},
-}
-_RECORDS: dict[str, type[_Record]] = {}
-
-
-def _read_field(data: dict[str, Any], f: Field[Any], path: str) -> Any:
-    kind = str(f.type)
-    nullable = kind.endswith(" | None")
-    kind = kind.removesuffix(" | None")
-    has_default = f.default is not MISSING or f.default_factory is not MISSING
-    value = data.get(f.name)
-    if value is None:
-        if f.name in data and not (nullable or has_default):
-            raise BundleError(f"manifest field '{path}' must not be null")
-        if has_default:
-            return f.default_factory() if f.default_factory is not MISSING else f.default
-        if nullable:
-            return None
-        raise BundleError(f"manifest is missing '{path}'")
-    if kind in _RECORDS:
-        return _RECORDS[kind].from_dict(value, path)
-    if kind.startswith("Mapping[str, ") and kind[13:-1] in _RECORDS:
-        record = _RECORDS[kind[13:-1]]
-        return {str(k): record.from_dict(v, f"{path}.{k}") for k, v in _checked(_obj, value, path).items()}
-    return _checked(_SCALARS[kind], value, path)
-
-
-def _checked(conv: Callable[[Any], Any], value: Any, path: str) -> Any:
-    try:
-        return conv(value)
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"manifest field '{path}' must be {exc}") from None
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, _Record):
-        return value.to_dict()
-    if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _encode(v) for k, v in value.items()}
-    return value
-
-
-class _Record:
-    """Base of the manifest records. Field annotations decide how a field is read (see ``_SCALARS``); a field
-    with a default may be absent; ``extra`` holds the keys the record does not know."""
-
-    RESERVED: tuple[str, ...] = ()
-    extra: Mapping[str, Any]
-
-    def __init_subclass__(cls) -> None:
-        _RECORDS[cls.__name__] = cls
-
-    @classmethod
-    def keys(cls) -> tuple[str, ...]:
-        """The JSON keys this record writes, in order (``format``/``format_version`` first for the manifest)."""
-        own = [f.name for f in fields(cls) if f.name != "extra" and f.metadata.get("key") is not False]  # type: ignore[arg-type]
-        return (*cls.RESERVED, *own)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if f.name == "extra" or f.metadata.get("key") is False or (value is None and f.metadata.get("omit_none")):
-                continue
-            out[f.name] = _encode(value)
-        return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
-
-    @classmethod
-    def from_dict(cls: type[R], data: Any, where: str = "") -> R:
-        obj = _checked(_obj, data, where or ".")
-        known = set(cls.RESERVED)
-        values: dict[str, Any] = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            known.add(f.name)
-            if f.name != "extra" and f.metadata.get("key") is not False:
-                values[f.name] = _read_field(obj, f, f"{where}.{f.name}" if where else f.name)
-        values["extra"] = {k: v for k, v in obj.items() if k not in known}
-        return cls(**values)
-
 
 # ------------------------------------------------------------------------------------------------ records
 @dataclass(frozen=True)
-class FileEntry(_Record):
+class FileEntry(Record):
     """One file of the bundle: ``size`` in bytes and ``sha256`` (hex) of its content."""
 
     size: int
@@ -233,7 +102,7 @@ class FileEntry(_Record):
 
 
 @dataclass(frozen=True)
-class SourceInfo(_Record):
+class SourceInfo(Record):
     """Where the weights came from. ``model_id`` is None for a local folder (then ``local_path`` is set)."""
 
     model_id: str | None = None
@@ -245,7 +114,7 @@ class SourceInfo(_Record):
 
 
 @dataclass(frozen=True)
-class ModelInfo(_Record):
+class ModelInfo(Record):
     """The exported network's shape; ``decoder_tied_to_embeddings`` is None without a masked-LM head."""
 
     architecture: str
@@ -260,7 +129,7 @@ class ModelInfo(_Record):
 
 
 @dataclass(frozen=True)
-class TokenizerInfo(_Record):
+class TokenizerInfo(Record):
     """``tokenizer.json``'s casing and special tokens. ``mask_token_id`` is -1 when there is no mask token."""
 
     file: str
@@ -278,7 +147,7 @@ class TokenizerInfo(_Record):
 
 
 @dataclass(frozen=True)
-class HeadInfo(_Record):
+class HeadInfo(Record):
     """A fine-tuned classifier head (token- and text-classification bundles): ``labels`` is ``id2label`` in id
     order; ``function`` the default scoring function (chosen from ``problem_type`` and the number of labels as
     transformers' pipeline chooses it); ``scheme`` the token label scheme ("BIO", "BILOU", "BIOES" or "other");
@@ -287,18 +156,18 @@ class HeadInfo(_Record):
     labels: tuple[str, ...]
     function: str
     problem_type: str | None = None
-    scheme: str | None = field(default=None, metadata=_OMIT_NONE)
+    scheme: str | None = field(default=None, metadata=OMIT_NONE)
     ignore_labels: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class GraphInfo(_Record):
+class GraphInfo(Record):
     """The graph's input and output tensor names; ``mask_positions`` describes that input when present."""
 
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    mask_positions: str | None = field(default=None, metadata=_OMIT_NONE)
+    mask_positions: str | None = field(default=None, metadata=OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -309,41 +178,41 @@ class GraphInfo(_Record):
 
 
 @dataclass(frozen=True)
-class RecipeInfo(_Record):
+class RecipeInfo(Record):
     """The quantization recipe that built a variant (``quantize/recipes.py``'s ``QuantRecipe``)."""
 
     name: str
     precision: str
     #: int8 only: "per-token" (one activation scale per token: batch-invariant) or "per-tensor" (ONNX Runtime's
     #: dynamic quantization, one scale per batch tensor: a text's result moves with its batch-mates).
-    activations: str | None = field(default=None, metadata=_OMIT_NONE)
+    activations: str | None = field(default=None, metadata=OMIT_NONE)
     #: per-token only: SmoothQuant alpha used with the shipped calibration set (0 = none).
-    smoothing: float | None = field(default=None, metadata=_OMIT_NONE)
+    smoothing: float | None = field(default=None, metadata=OMIT_NONE)
     #: sha256 of the calibration sentences the smoothing factors came from.
-    calibration_sha256: str | None = field(default=None, metadata=_OMIT_NONE)
+    calibration_sha256: str | None = field(default=None, metadata=OMIT_NONE)
     #: False for the batch-dependent opt-in recipes; absent in bundles older than this key (they are dynamic).
-    batch_invariant: bool | None = field(default=None, metadata=_OMIT_NONE)
-    per_channel: bool | None = field(default=None, metadata=_OMIT_NONE)
-    quantize_attention: bool | None = field(default=None, metadata=_OMIT_NONE)
-    quantize_embeddings: bool | None = field(default=None, metadata=_OMIT_NONE)
-    nodes_to_exclude: tuple[str, ...] | None = field(default=None, metadata=_OMIT_NONE)
-    decoder: str | None = field(default=None, metadata=_OMIT_NONE)
-    method: str | None = field(default=None, metadata=_OMIT_NONE)
+    batch_invariant: bool | None = field(default=None, metadata=OMIT_NONE)
+    per_channel: bool | None = field(default=None, metadata=OMIT_NONE)
+    quantize_attention: bool | None = field(default=None, metadata=OMIT_NONE)
+    quantize_embeddings: bool | None = field(default=None, metadata=OMIT_NONE)
+    nodes_to_exclude: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
+    decoder: str | None = field(default=None, metadata=OMIT_NONE)
+    method: str | None = field(default=None, metadata=OMIT_NONE)
     #: The quantizer and its version (e.g. "nncf 3.4.0") where not ONNX Runtime's own tooling.
-    quantizer: str | None = field(default=None, metadata=_OMIT_NONE)
+    quantizer: str | None = field(default=None, metadata=OMIT_NONE)
     #: Static INT8: calibration sentences the fixed activation ranges were measured on.
-    calibration_sentences: int | None = field(default=None, metadata=_OMIT_NONE)
+    calibration_sentences: int | None = field(default=None, metadata=OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Parity(_Record):
+class Parity(Record):
     """FP32 ONNX against PyTorch at export: worst absolute differences and the tolerance they passed."""
 
     max_abs_diff_hidden: float
     tolerance: float
-    max_abs_diff_mask_logits: float | None = field(default=None, metadata=_OMIT_NONE)
-    max_abs_diff_logits: float | None = field(default=None, metadata=_OMIT_NONE)
+    max_abs_diff_mask_logits: float | None = field(default=None, metadata=OMIT_NONE)
+    max_abs_diff_logits: float | None = field(default=None, metadata=OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, float]:
@@ -352,7 +221,7 @@ class Parity(_Record):
 
 
 @dataclass(frozen=True)
-class Quality(_Record):
+class Quality(Record):
     """The accuracy gate's report for a variant against ``reference`` on the probe set.
 
     Figures a bundle cannot have are absent (fill-mask figures without a masked-LM head); ``passed`` is None
@@ -361,38 +230,38 @@ class Quality(_Record):
 
     passed: bool | None
     missed: tuple[str, ...] = ()
-    reference: str | None = field(default=None, metadata=_OMIT_NONE)
-    device: str | None = field(default=None, metadata=_OMIT_NONE)
-    probe_sentences: int | None = field(default=None, metadata=_OMIT_NONE)
-    embedding_cosine_mean: float | None = field(default=None, metadata=_OMIT_NONE)
-    embedding_cosine_min: float | None = field(default=None, metadata=_OMIT_NONE)
-    fill_mask_probes: int | None = field(default=None, metadata=_OMIT_NONE)
-    fill_mask_top1_agreement: float | None = field(default=None, metadata=_OMIT_NONE)
-    fill_mask_top5_overlap: float | None = field(default=None, metadata=_OMIT_NONE)
+    reference: str | None = field(default=None, metadata=OMIT_NONE)
+    device: str | None = field(default=None, metadata=OMIT_NONE)
+    probe_sentences: int | None = field(default=None, metadata=OMIT_NONE)
+    embedding_cosine_mean: float | None = field(default=None, metadata=OMIT_NONE)
+    embedding_cosine_min: float | None = field(default=None, metadata=OMIT_NONE)
+    fill_mask_probes: int | None = field(default=None, metadata=OMIT_NONE)
+    fill_mask_top1_agreement: float | None = field(default=None, metadata=OMIT_NONE)
+    fill_mask_top5_overlap: float | None = field(default=None, metadata=OMIT_NONE)
     #: A probe text alone vs at a random place among random companions: worst element difference of the
     #: embedding, lowest cosine, and worst top-5 fill-mask score difference.
-    batch_drift_max: float | None = field(default=None, metadata=_OMIT_NONE)
-    batch_cosine_min: float | None = field(default=None, metadata=_OMIT_NONE)
-    batch_drift_fill_mask_score_max: float | None = field(default=None, metadata=_OMIT_NONE)
+    batch_drift_max: float | None = field(default=None, metadata=OMIT_NONE)
+    batch_cosine_min: float | None = field(default=None, metadata=OMIT_NONE)
+    batch_drift_fill_mask_score_max: float | None = field(default=None, metadata=OMIT_NONE)
     #: Whether the drift was judged (the recipe claims batch invariance) or only reported (an opt-in).
-    batch_invariant: bool | None = field(default=None, metadata=_OMIT_NONE)
+    batch_invariant: bool | None = field(default=None, metadata=OMIT_NONE)
     #: Classifier bundles: the figures of the task's own gate (``quantize/task_gate.py``) on the probe text,
     #: whose sha256 is ``probe_sha256`` (the shipped probe set, or the file given with ``--probe``).
-    probe_sha256: str | None = field(default=None, metadata=_OMIT_NONE)
-    probe_texts: int | None = field(default=None, metadata=_OMIT_NONE)
-    reference_entities: int | None = field(default=None, metadata=_OMIT_NONE)
-    entity_f1: float | None = field(default=None, metadata=_OMIT_NONE)
-    entity_recall: float | None = field(default=None, metadata=_OMIT_NONE)
-    label_top1_agreement: float | None = field(default=None, metadata=_OMIT_NONE)
-    probability_change_mean: float | None = field(default=None, metadata=_OMIT_NONE)
-    rank_correlation_mean: float | None = field(default=None, metadata=_OMIT_NONE)
-    rerank_top1_agreement: float | None = field(default=None, metadata=_OMIT_NONE)
-    thresholds: Mapping[str, float] | None = field(default=None, metadata=_OMIT_NONE)
-    note: str | None = field(default=None, metadata=_OMIT_NONE)
+    probe_sha256: str | None = field(default=None, metadata=OMIT_NONE)
+    probe_texts: int | None = field(default=None, metadata=OMIT_NONE)
+    reference_entities: int | None = field(default=None, metadata=OMIT_NONE)
+    entity_f1: float | None = field(default=None, metadata=OMIT_NONE)
+    entity_recall: float | None = field(default=None, metadata=OMIT_NONE)
+    label_top1_agreement: float | None = field(default=None, metadata=OMIT_NONE)
+    probability_change_mean: float | None = field(default=None, metadata=OMIT_NONE)
+    rank_correlation_mean: float | None = field(default=None, metadata=OMIT_NONE)
+    rerank_top1_agreement: float | None = field(default=None, metadata=OMIT_NONE)
+    thresholds: Mapping[str, float] | None = field(default=None, metadata=OMIT_NONE)
+    note: str | None = field(default=None, metadata=OMIT_NONE)
     #: The inference engine the gate ran the variant on (absent: ONNX Runtime) and the CPU it ran on.
-    engine: str | None = field(default=None, metadata=_OMIT_NONE)
-    cpu: str | None = field(default=None, metadata=_OMIT_NONE)
-    cpu_flags: tuple[str, ...] | None = field(default=None, metadata=_OMIT_NONE)
+    engine: str | None = field(default=None, metadata=OMIT_NONE)
+    cpu: str | None = field(default=None, metadata=OMIT_NONE)
+    cpu_flags: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     #: The measured agreement figures, in the order reports print them.
@@ -414,21 +283,21 @@ class Quality(_Record):
 
 
 @dataclass(frozen=True)
-class VariantInfo(_Record):
+class VariantInfo(Record):
     """One ONNX file of the bundle: graph ``file``, its weights ``data`` (None: self-contained), and facts.
     ``name`` is the variant's key in ``variants``."""
 
     file: str
     precision: str
     devices: tuple[str, ...] = ("cpu",)
-    data: str | None = field(default=None, metadata=_OMIT_NONE)
+    data: str | None = field(default=None, metadata=OMIT_NONE)
     fused_ops: Mapping[str, int] = field(default_factory=dict)
     recipe: RecipeInfo | None = None
-    parity: Parity | None = field(default=None, metadata=_OMIT_NONE)
-    quality: Quality | None = field(default=None, metadata=_OMIT_NONE)
+    parity: Parity | None = field(default=None, metadata=OMIT_NONE)
+    quality: Quality | None = field(default=None, metadata=OMIT_NONE)
     #: Inference engines the variant is built for, best first (absent: ONNX Runtime only; see ``runs_on``).
-    engines: tuple[str, ...] | None = field(default=None, metadata=_OMIT_NONE)
-    name: str = field(default="", metadata=_NOT_A_KEY)
+    engines: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
+    name: str = field(default="", metadata=NOT_A_KEY)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def runs_on(self, engine: str) -> bool:
@@ -449,7 +318,7 @@ class VariantInfo(_Record):
 
 
 @dataclass(frozen=True)
-class Manifest(_Record):
+class Manifest(Record):
     """``manifest.json``. ``to_dict`` writes ``format`` and the current ``format_version`` first."""
 
     RESERVED = ("format", "format_version")
@@ -464,7 +333,7 @@ class Manifest(_Record):
     graph: GraphInfo
     variants: Mapping[str, VariantInfo]
     files: Mapping[str, FileEntry]
-    head: HeadInfo | None = field(default=None, metadata=_OMIT_NONE)
+    head: HeadInfo | None = field(default=None, metadata=OMIT_NONE)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -478,7 +347,7 @@ class Manifest(_Record):
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> Manifest:
-        obj = dict(_checked(_obj, data, "."))
+        obj = dict(as_object(data, "."))
         if obj.get("format") != FORMAT_NAME:
             raise BundleError(f"not a {FORMAT_NAME} manifest")
         version = obj.get("format_version")
@@ -486,7 +355,7 @@ class Manifest(_Record):
             readable = ", ".join(map(str, READABLE_VERSIONS))
             raise BundleError(f"format_version {version} is not one this clinbert-onnx reads ({readable})")
         if "task" not in obj:  # written before `task` existed: the masked-LM head decides, as it did then
-            has_head = _checked(_obj, obj.get("model"), "model").get("has_mlm_head")
+            has_head = as_object(obj.get("model"), "model").get("has_mlm_head")
             obj["task"] = FILL_MASK if has_head is True else FEATURE_EXTRACTION
         task = obj.get("task")
         if task not in TASKS:
@@ -499,7 +368,7 @@ class Manifest(_Record):
 
 
 #: Every record with the manifest path it is found at (for documentation and tests).
-RECORDS: dict[str, type[_Record]] = {
+RECORDS: dict[str, type[Record]] = {
     "manifest": Manifest,
     "source": SourceInfo,
     "model": ModelInfo,

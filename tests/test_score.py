@@ -432,6 +432,10 @@ def test_streams_write_the_same_rows_in_order(tiny_bundle: Path, tmp_path: Path,
     assert "--streams must be an integer >= 1" in capsys.readouterr().err
     spark = ["score", str(tiny_bundle), str(inp), "--out", str(out), "--engine", "spark", "--streams", "2"]
     assert main(spark) == 2 and "--streams is not for --engine spark" in capsys.readouterr().err
+    budget = ["score", str(tiny_bundle), str(inp), "--out", str(tmp_path / "b.npy"), "--max-batch-tokens", "0"]
+    assert main(budget) == 2 and "--max-batch-tokens must be an integer >= 1" in capsys.readouterr().err
+    score(tiny_bundle, inp, tmp_path / "small.npy", window_rows=40, max_batch_tokens=48)
+    np.testing.assert_allclose(vectors_of(tmp_path / "small.npy")[1], v1, atol=1e-5)
 
 
 def test_progress_bar_and_summary(tiny_bundle: Path, tmp_path: Path) -> None:

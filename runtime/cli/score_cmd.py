@@ -83,6 +83,11 @@ def register(sub: Any) -> None:
         type=int,
         help="batches in flight at once in each process, sharing its threads (default: 2 with 2+ cores, else 1)",
     )
+    p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        help="padded tokens per inference call (default: the model's budget, 1024 on CPU); re-tune per machine",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--force", action="store_true", help="replace existing outputs / discard an interrupted run")
     p.add_argument(
@@ -131,8 +136,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.engine == "spark":
         from ..spark.job import SparkScoreOptions, run_spark_score
 
-        if args.streams is not None:
-            raise InputError("--streams is not for --engine spark: Spark runs one task per slot (see --threads)")
+        for flag, value in (("--streams", args.streams), ("--max-batch-tokens", args.max_batch_tokens)):
+            if value is not None:
+                raise InputError(f"{flag} is not for --engine spark: Spark runs one task per slot (see --threads)")
 
         run_spark_score(options_from(SparkScoreOptions, args))
         return 0

@@ -80,6 +80,7 @@ class ScoreOptions:
     window_rows: int = DEFAULT_WINDOW_ROWS
     workers: int = 1
     streams: int | None = None
+    max_batch_tokens: int | None = None
     resume: bool = False
     force: bool = False
     on_error: str = "skip"
@@ -159,6 +160,8 @@ class ScoreOptions:
         checked = [("window-rows", self.window_rows, 1), ("workers", self.workers, 1)]
         if self.streams is not None:
             checked.append(("streams", self.streams, 1))
+        if self.max_batch_tokens is not None:
+            checked.append(("max-batch-tokens", self.max_batch_tokens, 1))
         for name, value, low in checked:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"--{name} must be an integer >= {low}; got {value!r}")

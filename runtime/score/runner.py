@@ -286,7 +286,14 @@ def run_score(options: ScoreOptions, *, stderr: TextIO | None = None) -> ScoreSu
     try:
         scorer = make_scorer(
             LoadSpec(
-                options.bundle, options.device, options.variant, options.verify, 0, options.engine, options.streams
+                options.bundle,
+                options.device,
+                options.variant,
+                options.verify,
+                0,
+                options.engine,
+                options.streams,
+                options.max_batch_tokens,
             ),
             options.workers,
         )

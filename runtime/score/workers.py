@@ -36,6 +36,7 @@ class LoadSpec:
     threads: int  # intra-op threads; 0 = all cores
     engine: str = "onnxruntime"
     streams: int | None = None  # batches in flight; None: default_streams(threads)
+    token_budget: int | None = None  # padded tokens per inference call; None: the model's default
 
 
 def load_model(spec: LoadSpec) -> Any:
@@ -51,6 +52,7 @@ def load_model(spec: LoadSpec) -> Any:
             streams=spec.streams if spec.streams is not None else default_streams(spec.threads),
         ),
         engine=spec.engine,
+        token_budget=spec.token_budget,
     )
 
 
