@@ -2,14 +2,19 @@
 transformers' ``pipeline("token-classification")`` on PyTorch FP32 and against Optimum's
 ``ORTModelForTokenClassification`` with its default dynamic INT8 recipe, in one run.
 
-    python benchmarks/ner_bench.py                 # BERT-base-shaped token classifier, 400 notes (~15 min, 2 cores)
+    python benchmarks/ner_bench.py --rows 200      # BERT-base-shaped token classifier (~5 min a round, 2 cores)
     python benchmarks/ner_bench.py --quick         # tiny model, 24 notes: checks that everything starts
+
+``--ours int8,int8:2,int8-static@openvino,int8-static@openvino:2`` (the default) times our default ONNX Runtime
+recipe and the static variant on OpenVINO (added to the bench bundle when missing), each with one batch at a
+time and with two in flight (``:2``, what ``clinbert score`` does by default); every engine runs once per round, the order rotating
+(``--rounds``, default 3), and speed-ups are medians of per-round ratios.
 
 The model is a ``BertForTokenClassification`` with Bio_ClinicalBERT's config and random weights (9 BIO labels,
 ``O`` at id 6): speed is real, entities are not. Notes come from ``notes_mix.make_mix`` (5 to 600 tokens).
 Every engine gets the same texts, ``aggregation_strategy="simple"`` and the same thread count; the pipelines
 use ``stride`` so long notes are windowed rather than truncated, as clinbert-onnx windows them. The report
-(stdout and ``--out`` JSON): seconds and notes/s per engine, the speedups (targets: >= 3x the PyTorch
+(stdout and ``--out`` JSON): median seconds and notes/s per engine, the paired speed-ups (targets: >= 3x the PyTorch
 pipeline, >= 1.5x Optimum INT8), and the share of clinbert-onnx's time spent in the aggregation stage
 (``finish``: softmax, window merge, grouping; target < 10 %).
 """
@@ -20,8 +25,10 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,36 +113,58 @@ def add_variant(bundle: Path, variant: str) -> None:
     requantize(bundle, get_recipe(variant), GateThresholds(), allow_degraded=True)
 
 
-def time_ours(bundle: Path, texts: list[str], threads: int, run: str) -> dict[str, float]:
-    """clinbert-onnx through its three stages, timed apart (``finish`` is the aggregation). ``run`` is
-    ``VARIANT[@ENGINE]``: ``int8`` (ONNX Runtime, the default recipe) or ``int8-static@openvino``."""
+def ours_call(bundle: Path, texts: list[str], threads: int, run: str) -> Callable[[], dict[str, float]]:
+    """A timed pass of clinbert-onnx through its three stages (``finish`` is the aggregation). ``run`` is
+    ``VARIANT[@ENGINE][:STREAMS]``: ``int8`` (ONNX Runtime, the default recipe), ``int8-static@openvino``;
+    ``:2`` keeps two batches in flight, as ``clinbert score`` does by default."""
     from clinbert_onnx import ClinicalBert
     from clinbert_onnx.classify import TokenOptions
     from clinbert_onnx.session import SessionConfig
 
-    variant, _, engine = run.partition("@")
+    spec, _, streams = run.partition(":")
+    variant, _, engine = spec.partition("@")
     add_variant(bundle, variant)
+    config = SessionConfig(intra_op_threads=threads, streams=int(streams or 1))
     model = ClinicalBert.load(
-        bundle, device="cpu", variant=variant, session_config=SessionConfig(threads), engine=engine or "onnxruntime"
+        bundle, device="cpu", variant=variant, session_config=config, engine=engine or "onnxruntime"
     )
     options = TokenOptions("simple", None, STRIDE)
     model.token_classification(texts[:4], aggregation_strategy="simple")  # warm-up
-    t0 = time.perf_counter()
-    prepared = model.prepare(texts, "token-classification", options)
-    t1 = time.perf_counter()
-    outputs = model.run(prepared.windows)
-    t2 = time.perf_counter()
-    model.finish(prepared, outputs)
-    t3 = time.perf_counter()
-    return {"seconds": t3 - t0, "prepare": t1 - t0, "run": t2 - t1, "aggregation": t3 - t2}
+
+    def call() -> dict[str, float]:
+        t0 = time.perf_counter()
+        prepared = model.prepare(texts, "token-classification", options)
+        t1 = time.perf_counter()
+        outputs = model.run(prepared.windows)
+        t2 = time.perf_counter()
+        model.finish(prepared, outputs)
+        t3 = time.perf_counter()
+        return {"seconds": t3 - t0, "prepare": t1 - t0, "run": t2 - t1, "aggregation": t3 - t2}
+
+    return call
 
 
-def time_pipeline(pipe: Any, texts: list[str]) -> float:
+def pipeline_call(pipe: Any, texts: list[str]) -> Callable[[], dict[str, float]]:
     pipe(texts[:4], aggregation_strategy="simple", stride=STRIDE)  # warm-up
-    start = time.perf_counter()
-    for text in texts:
-        pipe(text, aggregation_strategy="simple", stride=STRIDE)
-    return time.perf_counter() - start
+
+    def call() -> dict[str, float]:
+        start = time.perf_counter()
+        for text in texts:
+            pipe(text, aggregation_strategy="simple", stride=STRIDE)
+        return {"seconds": time.perf_counter() - start}
+
+    return call
+
+
+def interleaved(calls: dict[str, Callable[[], dict[str, float]]], rounds: int) -> dict[str, list[dict[str, float]]]:
+    """Each call once per round, the order rotating, so that load drifting between rounds hits all alike."""
+    names = list(calls)
+    samples: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            samples[name].append(calls[name]())
+            print(f"round {r + 1}: {name} {samples[name][-1]['seconds']:.2f} s", file=sys.stderr)
+    return samples
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     parser.add_argument(
         "--ours",
-        default="int8,int8-static@openvino",
-        help="comma-separated VARIANT[@ENGINE] runs of clinbert-onnx (default: int8,int8-static@openvino)",
+        default="int8,int8:2,int8-static@openvino,int8-static@openvino:2",
+        help="comma-separated VARIANT[@ENGINE][:STREAMS] runs of clinbert-onnx (default: both engines, 1 and 2 streams)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--skip", action="append", default=[], choices=("torch", "optimum"), help="leave out")
     args = parser.parse_args(argv)
     import torch
@@ -165,19 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"rows": rows, "tokens": sum(tokens), "threads": args.threads, "quick": args.quick}
     runs = [r.strip() for r in args.ours.split(",") if r.strip()]
     if "openvino" in args.ours and importlib.util.find_spec("openvino") is None:
-        runs = [r for r in runs if not r.endswith("@openvino")]
-    ours: dict[str, dict[str, float]] = {}
-    for run in runs:
-        ours[run] = time_ours(bundle, texts, args.threads, run)
-        report[f"clinbert-onnx {run}"] = {**ours[run], "notes_per_s": rows / ours[run]["seconds"]}
-        report[f"aggregation_share {run}"] = ours[run]["aggregation"] / ours[run]["seconds"]
+        runs = [r for r in runs if "@openvino" not in r]
+    calls = {f"clinbert-onnx {run}": ours_call(bundle, texts, args.threads, run) for run in runs}
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
     if "torch" not in args.skip:
         model = AutoModelForTokenClassification.from_pretrained(str(checkpoint)).eval()
-        seconds = time_pipeline(pipeline("token-classification", model=model, tokenizer=tokenizer), texts)
-        report["transformers fp32"] = {"seconds": seconds, "notes_per_s": rows / seconds}
-        for run, fig in ours.items():
-            report[f"speedup_vs_transformers {run}"] = seconds / fig["seconds"]
+        calls["transformers fp32"] = pipeline_call(
+            pipeline("token-classification", model=model, tokenizer=tokenizer), texts
+        )
     if "optimum" not in args.skip:
         import onnxruntime as ort
         from engines.optimum_engine import QUANTIZED
@@ -187,10 +212,24 @@ def main(argv: list[str] | None = None) -> int:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = args.threads
         onnx_model = ORTModelForTokenClassification.from_pretrained(folder, file_name=QUANTIZED, session_options=opts)
-        seconds = time_pipeline(pipeline("token-classification", model=onnx_model, tokenizer=tokenizer), texts)
-        report["optimum int8"] = {"seconds": seconds, "notes_per_s": rows / seconds}
-        for run, fig in ours.items():
-            report[f"speedup_vs_optimum {run}"] = seconds / fig["seconds"]
+        calls["optimum int8"] = pipeline_call(
+            pipeline("token-classification", model=onnx_model, tokenizer=tokenizer), texts
+        )
+    samples = interleaved(calls, args.rounds)
+    for name, runs_of in samples.items():
+        fig = {k: statistics.median(x[k] for x in runs_of) for k in runs_of[0]}
+        report[name] = {
+            **fig,
+            "notes_per_s": rows / fig["seconds"],
+            "rounds_s": [round(x["seconds"], 2) for x in runs_of],
+        }
+        if "aggregation" in fig:
+            report[f"aggregation_share {name}"] = fig["aggregation"] / fig["seconds"]
+    for name in [n for n in samples if n.startswith("clinbert-onnx")]:
+        for other in ("transformers fp32", "optimum int8"):
+            if other in samples:
+                ratios = [b["seconds"] / a["seconds"] for a, b in zip(samples[name], samples[other], strict=True)]
+                report[f"{name} vs {other} (paired median)"] = round(statistics.median(ratios), 3)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

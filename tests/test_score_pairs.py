@@ -149,6 +149,9 @@ def test_cli_pair_column_needs_a_pair_task_and_columns(nli_bundle, tiny_bundle, 
         "--text-pair-column is for the local engine": [
             *[str(inp), "--task", "text-classification", "--text-pair-column", "h", "--engine", "spark"]
         ],
+        "run --task text-classification on the local engine": [
+            *[str(inp), "--task", "text-classification", "--engine", "spark"]
+        ],
     }
     for message, argv in cases.items():
         if argv[0] != str(tiny_bundle):

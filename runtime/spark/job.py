@@ -39,6 +39,10 @@ class SparkJobError(ClinBertError):
     code = "spark_job_failed"
 
 
+#: The tasks ``--engine spark`` scores (the classifier tasks run on the local engine).
+SPARK_TASKS = ("embed", "fill-mask")
+
+
 @dataclass(frozen=True)
 class SparkScoreOptions:
     """What ``clinbert score --engine spark`` was asked; field names are ``clinbert score``'s option names.
@@ -90,6 +94,11 @@ class SparkScoreOptions:
             raise InputError("--engine spark writes bad rows to the output's error column (no --on-error/--errors)")
         if self.text_pair_column is not None:
             raise InputError("--text-pair-column is for the local engine: --engine spark scores single texts")
+        if self.task not in SPARK_TASKS:
+            raise InputError(
+                f"--engine spark scores {' and '.join(SPARK_TASKS)}; run --task {self.task} on the local engine "
+                "(clinbert score without --engine spark, --workers N for more cores)"
+            )
         if self.resume and self.force:
             raise InputError("--resume and --force contradict each other: --resume continues, --force starts over")
         if self.ship not in SHIP_MODES:
