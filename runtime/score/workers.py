@@ -193,13 +193,17 @@ class PoolScorer:
         import multiprocessing
 
         # the pool's own workers: the children started since it was made (there is no public way to stop a
-        # running task, so they are terminated)
-        processes = [p for p in multiprocessing.active_children() if p not in self._before]
+        # running task, so they are terminated). Looked up again after each round: a pool whose worker failed
+        # its initializer may still be starting a replacement when the first list is taken.
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join(timeout=10)
+        for _ in range(5):
+            processes = [p for p in multiprocessing.active_children() if p not in self._before]
+            if not processes:
+                break
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(timeout=10)
 
 
 def make_scorer(load: LoadSpec, workers: int) -> LocalScorer | PoolScorer:
