@@ -23,7 +23,7 @@ continues with --resume, with no row missing or written twice.
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "score",
-        help="score a whole file: embeddings or fill-mask, streaming and resumable",
+        help="score a whole file: embeddings, fill-mask, token or text classification; streaming and resumable",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
