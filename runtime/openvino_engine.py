@@ -8,17 +8,20 @@ Settings, and why:
 
 - ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AMX, OpenVINO otherwise runs everything that is not INT8 in
   BF16 without saying so (numerics change); on the AMX Xeon measured in BENCHMARKS.md BF16 gave no speed-up on
-  the INT8 graph (b32 35.1 vs 34.5 seq/s), so f32 costs nothing.
-- ``PERFORMANCE_HINT=LATENCY``: one stream using every thread for each call. ``ClinicalBert`` already makes
-  large batches and calls the engine one batch at a time; THROUGHPUT streams only pay with concurrent calls
-  (``engine_threads``/``hint`` can be set through :class:`OpenVinoSettings`).
+  the INT8 graph (b32 35.1 vs 34.5 seq/s), so f32 costs nothing; on AMD Zen 4 (AVX512-BF16, no AMX) a bf16
+  hint gave +3–4 % with token cosines of 0.99989 to f32: not worth the changed numerics.
+- ``PERFORMANCE_HINT=LATENCY``: one stream using every thread for each call (the API and ``serve``, which call
+  the engine one batch at a time).
 - a compiled-model cache (``CACHE_DIR``) under the user's cache directory: a later load of the same file skips
   compilation (cold start).
 - padding each batch's width up to a multiple of :data:`PAD_MULTIPLE` tokens: fewer distinct shapes, so
   OpenVINO's shape-specific kernel cache hits more often on mixed lengths. Padded positions are masked out;
-  per-token outputs (``[batch, seq, features]``) are cut back to the caller's width and ``mask_positions`` are renumbered. Measured (MiniLM
-  int8-static, 2 shared cores, smoke-level): 32 single texts of new lengths 0.62 / 0.85 s padded to 16 vs
-  0.95 / 1.40 s unpadded (two runs); warm repeated batches within noise (0.59–0.70 s both ways).
+  per-token outputs (``[batch, seq, features]``) are cut back to the caller's width and ``mask_positions``
+  are renumbered. Measured (MiniLM int8-static, 2 shared cores, smoke-level): 32 single texts of new lengths
+  0.62 / 0.85 s padded to 16 vs 0.95 / 1.40 s unpadded (two runs); warm repeated batches within noise
+  (0.59–0.70 s both ways).
+- ``streams`` (``SessionConfig(streams=N)``, ``clinbert score``'s default 2): THROUGHPUT hint with
+  ``NUM_STREAMS=N``, N batches in flight; +2–6 % on mixed-length notes on 2 cores (BENCHMARKS.md).
 """
 
 from __future__ import annotations
