@@ -126,9 +126,9 @@ def worker_threads(workers: int) -> int:
     return max(1, available_cpus() // workers)
 
 
-#: Batches in flight by default when a process has at least two cores. Measured (BENCHMARKS.md, "Streams"):
-#: 200 mixed-length notes, BERT-base token classifier, 2 cores: ONNX Runtime per-token INT8 1.05-1.2x and
-#: OpenVINO int8-static 1.06x faster with two calls of one thread each than with one call of two threads.
+#: Batches in flight by default when a process has at least two cores. Measured (BENCHMARKS.md, issue 15 round
+#: 2, levers), BERT-base-shaped, 2 cores, two calls of one thread each vs one call of two threads: ONNX Runtime
+#: per-token INT8 +17-22 % on mixed-length embedding sets (0 % on 200 NER notes), OpenVINO int8-static +2-6 %.
 DEFAULT_STREAMS = 2
 
 
