@@ -9,7 +9,9 @@
 
 The figures only mean something when the probe text gives FP32 enough to agree with: fewer than
 ``min_entities`` FP32 entities (or ``min_texts`` texts) is itself a miss, telling the user to pass their own
-text with ``--probe FILE`` (one text per line) — what a de-identification user does.
+text with ``--probe FILE`` (one text per line) — what a de-identification user does. For a classifier of text
+pairs (MedNLI-style premise / hypothesis) a probe line with one tab is a pair, ``premise<TAB>hypothesis``, so
+the gate judges INT8 on what the model reads (second segment included); rerankers take the first member.
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def read_probe(path: Path) -> list[str]:
     return lines
 
 
+#: Separates the two texts of a pair on a probe line (text classification).
+PAIR_SEPARATOR = "\t"
+
+
+def probe_items(texts: list[str]) -> list[str | dict[str, str]]:
+    """Probe lines as a text classifier reads them: a line with exactly one tab between two non-empty texts is a
+    pair ``{"text", "text_pair"}``; any other line is a single text."""
+    items: list[str | dict[str, str]] = []
+    for line in texts:
+        parts = [p.strip() for p in line.split(PAIR_SEPARATOR)]
+        items.append({"text": parts[0], "text_pair": parts[1]} if len(parts) == 2 and all(parts) else line)
+    return items
+
+
 def probe_hash(texts: list[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
 
@@ -75,7 +91,7 @@ def token_figures(ref: Any, cand: Any, texts: list[str]) -> dict[str, Any]:
     return {"reference_entities": len(a), "entity_f1": round(f1, 4), "entity_recall": round(recall, 4)}
 
 
-def _scores(model: Any, texts: list[Any]) -> np.ndarray:
+def _scores(model: Any, texts: list[str | dict[str, str]]) -> np.ndarray:
     from clinbert_onnx.classify import ClassifyOptions
 
     result = model.process(texts, TEXT_CLASSIFICATION, ClassifyOptions())
@@ -83,12 +99,18 @@ def _scores(model: Any, texts: list[Any]) -> np.ndarray:
 
 
 def classification_figures(ref: Any, cand: Any, texts: list[str]) -> dict[str, Any]:
-    a, b = _scores(ref, texts), _scores(cand, texts)
+    items = probe_items(texts)
+    a, b = _scores(ref, items), _scores(cand, items)
     if a.shape[1] == 1:
-        return rerank_figures(ref, cand, texts)
+        return rerank_figures(ref, cand, [t if isinstance(t, str) else t["text"] for t in items])
     agree = float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
     change = float(np.abs(a - b).mean())
-    return {"label_top1_agreement": round(agree, 4), "probability_change_mean": float(f"{change:.3g}")}
+    pairs = sum(1 for t in items if not isinstance(t, str))
+    return {
+        "label_top1_agreement": round(agree, 4),
+        "probability_change_mean": float(f"{change:.3g}"),
+        "probe_pairs": pairs,
+    }
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

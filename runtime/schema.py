@@ -249,6 +249,7 @@ class Quality(Record):
     #: whose sha256 is ``probe_sha256`` (the shipped probe set, or the file given with ``--probe``).
     probe_sha256: str | None = field(default=None, metadata=OMIT_NONE)
     probe_texts: int | None = field(default=None, metadata=OMIT_NONE)
+    probe_pairs: int | None = field(default=None, metadata=OMIT_NONE)
     reference_entities: int | None = field(default=None, metadata=OMIT_NONE)
     entity_f1: float | None = field(default=None, metadata=OMIT_NONE)
     entity_recall: float | None = field(default=None, metadata=OMIT_NONE)

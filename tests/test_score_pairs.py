@@ -208,3 +208,24 @@ def test_without_an_id_column_ids_are_row_numbers(tiny_bundle, assertion_bundle,
         assert [r["id"] for r in _read(out)] == [1, 2]
         if out_fmt == "parquet":
             assert pq.read_schema(out).field("id").type == pa.int64()
+
+
+def test_gate_of_a_pair_classifier_runs_pairs_from_the_probe_file(nli_bundle, tmp_path):
+    """A probe line ``premise<TAB>hypothesis`` is a pair: the INT8 gate judges what the model reads."""
+    import json
+    import shutil
+
+    from clinbert_onnx.quantize.task_gate import probe_items
+
+    rows = _pairs(30)
+    probe = tmp_path / "pairs.txt"
+    probe.write_text("".join(f"{r['premise']}\t{r['hypothesis']}\n" for r in rows) + "A single sentence.\n")
+    items = probe_items(probe.read_text().splitlines())
+    assert items[0] == {"text": rows[0]["premise"], "text_pair": rows[0]["hypothesis"]}
+    assert items[-1] == "A single sentence." and probe_items(["a\tb\tc", "a\t"]) == ["a\tb\tc", "a\t"]
+    copy = tmp_path / "nli"
+    shutil.copytree(nli_bundle, copy)
+    assert main(["quantize", str(copy), "--recipe", "int8", "--probe", str(probe), "--allow-degraded"]) == 0
+    quality = json.loads((copy / "manifest.json").read_text())["variants"]["int8"]["quality"]
+    assert quality["probe_texts"] == 31 and quality["probe_pairs"] == 30
+    assert 0.0 <= quality["label_top1_agreement"] <= 1.0 and quality["probability_change_mean"] >= 0.0
