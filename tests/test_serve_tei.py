@@ -243,7 +243,7 @@ def test_a_registered_task_route_switches_on(tiny: ClinicalBert, monkeypatch: py
         predict.__annotations__ = {"body": route.request}
         app.post(route.path)(predict)
 
-    monkeypatch.setitem(tasks.TASKS, "classify", Classify())
+    monkeypatch.setitem(tasks.TASKS, "text-classification", Classify())
     monkeypatch.setitem(tei.MOUNTS, "/predict", mount)
     with running(create_app(tiny, ServeConfig(warmup=False))) as base:
         assert httpx.post(f"{base}/predict", json={"inputs": "x"}).json() == [{"score": 1.0, "label": "stable"}]

@@ -131,8 +131,8 @@ def create_app(model: ClinicalBert, config: ServeConfig | None = None) -> FastAP
         predictions = result.predictions[0] if isinstance(body.inputs, str) else result.predictions
         return Response(json.dumps(predictions, ensure_ascii=False).encode(), media_type=json_type)
 
-    # /predict, /rerank, /token-classification (fine-tuned derivatives), before TEI's routes: a task route
-    # a module already serves is left to it (mount_tei answers 424 only for those nobody serves)
+    # /token-classification (fine-tuned derivatives); /predict and /rerank are TEI task routes whose mounts
+    # serve/derived.py registers with serve.tei (mount_tei answers TEI's 424 where they do not apply)
     derived.register(app, rt, errors)
     mount_tei(app, rt)
 

@@ -1,4 +1,5 @@
-"""Routes for fine-tuned derivatives, registered by ``app.create_app`` on every app:
+"""Routes for fine-tuned derivatives: the mounts of TEI's task routes ``/predict`` and ``/rerank`` (``serve.tei``
+serves them where they apply to the bundle and answers TEI's 424 elsewhere) and ``/token-classification``:
 
 - ``POST /predict`` — Text Embeddings Inference's sequence classification: ``inputs`` is a text, a pair
   ``["a", "b"]`` (TEI reads a two-text list as *one pair*), or a batch of texts and pairs (``[["a", "b"]]``);
@@ -24,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..classify import ClassifyOptions, ClassifyResult, TokenOptions, TokenResult, require_task
 from ..errors import InputError, InputTooLongError
-from ..pipelines import check_reranker, ignore_tuple, is_reranker, ranked
+from ..pipelines import check_reranker, ignore_tuple, ranked
 from ..schema import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
+from .tei import TAGS, TEI_ERRORS, TaskRoute, register_route
 
 if TYPE_CHECKING:
     from .app import Runtime
@@ -117,15 +119,16 @@ def _check_sizes(items: list[Any], max_chars: int, truncate: bool) -> list[Any]:
 
 
 def register(app: FastAPI, rt: Runtime, errors: dict[int | str, dict[str, Any]]) -> None:
-    """``/token-classification`` always (422 naming the bundle's task when it cannot serve it); TEI's
-    ``/predict`` and ``/rerank`` only for bundles that serve them: for the others ``serve.tei`` answers TEI's
-    424 "not applicable", naming the bundle's task."""
-    model = rt.model
+    """``/token-classification`` (422 naming the bundle's task when it cannot serve it). TEI's ``/predict`` and
+    ``/rerank`` are task routes of ``serve.tei``: their mounts below serve the bundles they apply to, and
+    ``serve.tei`` answers TEI's 424 "not applicable" (naming the bundle's task) for the others."""
     _register_token_classification(app, rt, errors)
-    if model.bundle.task != TEXT_CLASSIFICATION:
-        return
 
-    @app.post("/predict", response_model=list[Prediction] | list[list[Prediction]], responses=errors, tags=["TEI"])
+
+def _mount_predict(app: FastAPI, rt: Runtime, route: TaskRoute) -> None:
+    model = rt.model
+
+    @app.post(route.path, response_model=route.response, responses=TEI_ERRORS, tags=TAGS, description=route.summary)
     async def predict(body: PredictRequest) -> Response:
         """TEI's sequence classification on a text-classification bundle (see the module doc)."""
         require_task(model, TEXT_CLASSIFICATION)
@@ -142,10 +145,11 @@ def register(app: FastAPI, rt: Runtime, errors: dict[int | str, dict[str, Any]])
         payload = [{"score": r["score"], "label": r["label"]} for r in rows[0]] if single else rows
         return Response(json.dumps(payload).encode(), media_type=JSON)
 
-    if not is_reranker(model):
-        return  # serve.tei answers /rerank with TEI's 424
 
-    @app.post("/rerank", response_model=list[Ranked], responses=errors, tags=["TEI"])
+def _mount_rerank(app: FastAPI, rt: Runtime, route: TaskRoute) -> None:
+    model = rt.model
+
+    @app.post(route.path, response_model=route.response, responses=TEI_ERRORS, tags=TAGS, description=route.summary)
     async def rerank(body: RerankRequest) -> Response:
         """TEI's reranking with a one-logit cross-encoder bundle: every text's score against ``query``, best first."""
         check_reranker(model)
@@ -167,6 +171,10 @@ def register(app: FastAPI, rt: Runtime, errors: dict[int | str, dict[str, Any]])
             for row in rows:
                 row["text"] = body.texts[row["index"]]
         return Response(json.dumps(rows, ensure_ascii=False).encode(), media_type=JSON)
+
+
+register_route("/predict", _mount_predict)
+register_route("/rerank", _mount_rerank)
 
 
 def _register_token_classification(app: FastAPI, rt: Runtime, errors: dict[int | str, dict[str, Any]]) -> None:

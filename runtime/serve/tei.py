@@ -6,9 +6,11 @@ and statuses at the edge (``errors.render``). Inference goes through the staged 
 text is prepared (tokenized once), queued in the batcher, finished.
 
 **Task routes.** A TEI route that needs a task the bundle may lack is a :class:`TaskRoute`. When a mount is
-registered for it (:func:`register_route`) and ``tasks.supported(route.task, model)`` holds, the mount serves
-it; otherwise the route still exists, validates its body as TEI does, and answers TEI's "not applicable"
-error (424 ``Backend``), never 404/500. A classifier or reranker task registers its task and its mount.
+registered for it (:func:`register_route`) and the route applies to the bundle (``tasks.supported(route.task,
+model)``, and ``route.serves(model)`` where a route is narrower than its task: ``/rerank`` needs a one-logit
+classifier), the mount serves it; otherwise the route still exists, validates its body as TEI does, and
+answers TEI's "not applicable" error (424 ``Backend``), never 404/500. ``serve/derived.py`` registers the
+mounts of ``/predict`` and ``/rerank``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..errors import EmptyInputError, InputError, NotApplicableError, TokenizerE
 from ..model import ClinicalBert
 from ..pipelines import is_reranker
 from ..pooling import l2_normalize
+from ..schema import TEXT_CLASSIFICATION
 from ..tasks import EmbedOptions, TokenOptions, supported
 from ..windows import check_text
 from . import tei_schemas as t
@@ -62,6 +65,11 @@ class TaskRoute:
     request: type[BaseModel]
     response: Any
     summary: str
+    serves: Callable[[ClinicalBert], bool] | None = None  # narrower than the task (None: the task decides)
+
+    def applies(self, model: ClinicalBert) -> bool:
+        """Whether the loaded bundle serves this route."""
+        return supported(self.task, model) and (self.serves is None or self.serves(model))
 
 
 TASK_ROUTES: dict[str, TaskRoute] = {
@@ -85,7 +93,7 @@ TASK_ROUTES: dict[str, TaskRoute] = {
         ),
         TaskRoute(
             "/predict",
-            "classify",
+            TEXT_CLASSIFICATION,
             "Model is not a classifier model",
             t.PredictRequest,
             t.PredictResponse,
@@ -93,11 +101,12 @@ TASK_ROUTES: dict[str, TaskRoute] = {
         ),
         TaskRoute(
             "/rerank",
-            "rerank",
+            TEXT_CLASSIFICATION,
             "model is not a re-ranker model",
             t.RerankRequest,
             t.RerankResponse,
             "Re-ranking: answers 424 unless the bundle has a re-ranker head.",
+            serves=is_reranker,
         ),
     )
 }
@@ -246,12 +255,9 @@ def mount_tei(app: FastAPI, rt: Runtime) -> None:
                 raise TokenizerError.at(i, f"has token ids outside the vocabulary (size {vocab})")
         return list(model.tokenizer.decode_batch(batch, skip_special_tokens=body.skip_special_tokens))
 
-    served = {getattr(r, "path", None) for r in app.routes}
     for route in TASK_ROUTES.values():
         mount = MOUNTS.get(route.path)
-        if route.path in served:
-            continue  # a task module (e.g. serve/derived.py) already serves it for this bundle
-        if mount is not None and supported(route.task, model):
+        if mount is not None and route.applies(model):
             mount(app, rt, route)
         else:
             _not_applicable(app, route, model.bundle.task)
