@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,33 @@ requires_openvino = pytest.mark.skipif(not _has("openvino"), reason="needs the [
 requires_static = pytest.mark.skipif(
     not _has("nncf") or not _has("openvino") or not _has("torch"), reason="needs the [export] and [static] extras"
 )
+
+
+class CheckpointCrash(Exception):
+    """Raised in place of a checkpoint save: ``clinbert score`` interrupted at that point."""
+
+
+@contextlib.contextmanager
+def crash_at_checkpoint(monkeypatch: pytest.MonkeyPatch, nth: int) -> Iterator[None]:
+    """Run the body with the ``nth`` checkpoint save of ``clinbert score`` raising (the run must stop there);
+    saves work again afterwards, for the ``--resume`` that follows."""
+    from clinbert_onnx.score import checkpoint
+
+    real_save = checkpoint.WorkDir.save
+    calls = {"n": 0}
+
+    def crashing_save(self: checkpoint.WorkDir, data: dict) -> None:
+        calls["n"] += 1
+        if calls["n"] == nth:
+            raise CheckpointCrash
+        real_save(self, data)
+
+    monkeypatch.setattr(checkpoint.WorkDir, "save", crashing_save)
+    try:
+        with pytest.raises(CheckpointCrash):
+            yield
+    finally:
+        monkeypatch.setattr(checkpoint.WorkDir, "save", real_save)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from clinbert_onnx.errors import BundleError, InputError, MissingDependencyError
 from clinbert_onnx.score import OutputExistsError, ResumeError, RowError, ScoreOptions, run_score
 from clinbert_onnx.score.engine import row_reason
 from clinbert_onnx.score.writers import NPY_HEADER, npy_header
+from conftest import crash_at_checkpoint
 
 DATA = Path(__file__).parent / "data"
 CORPUS = [line for line in (DATA / "clinical_corpus.txt").read_text(encoding="utf-8").splitlines() if line]
@@ -301,30 +302,14 @@ def test_without_pyarrow_txt_to_jsonl_and_npy_work(
 
 
 # ---------------------------------------------------------------------------------------------- resume (in-process)
-class Crash(Exception):
-    pass
-
-
 def test_resume_drops_uncommitted_tail(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clinbert_onnx.score import checkpoint
-
     inp = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "text": t} for i, t in enumerate(texts(100))])
     clean = tmp_path / "clean.jsonl"
     score(tiny_bundle, inp, clean, id_column="id", window_rows=10)
     out = tmp_path / "o.jsonl"
-    saves = {"n": 0}
-    real_save = checkpoint.WorkDir.save
-
-    def crashing_save(self: checkpoint.WorkDir, data: dict) -> None:
-        saves["n"] += 1
-        if saves["n"] == 5:  # data of the 4th window is written and fsync'd, its checkpoint never lands
-            raise Crash
-        real_save(self, data)
-
-    monkeypatch.setattr(checkpoint.WorkDir, "save", crashing_save)
-    with pytest.raises(Crash):
+    # the 5th save: data of the 4th window is written and fsync'd, its checkpoint never lands
+    with crash_at_checkpoint(monkeypatch, 5):
         score(tiny_bundle, inp, out, id_column="id", window_rows=10)
-    monkeypatch.setattr(checkpoint.WorkDir, "save", real_save)
     partial = tmp_path / "o.jsonl.partial"
     assert json.loads((partial / "checkpoint.json").read_text())["rows_done"] == 30
     with (partial / "data.jsonl").open("ab") as fh:
@@ -337,23 +322,11 @@ def test_resume_drops_uncommitted_tail(tiny_bundle: Path, tmp_path: Path, monkey
 def test_resume_refuses_other_options_or_input(
     tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clinbert_onnx.score import checkpoint
 
     inp = write_txt(tmp_path / "in.txt", texts(50))
     out = tmp_path / "o.parquet"
-    real_save = checkpoint.WorkDir.save
-    calls = {"n": 0}
-
-    def crashing_save(self: checkpoint.WorkDir, data: dict) -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Crash
-        real_save(self, data)
-
-    monkeypatch.setattr(checkpoint.WorkDir, "save", crashing_save)
-    with pytest.raises(Crash):
+    with crash_at_checkpoint(monkeypatch, 3):
         score(tiny_bundle, inp, out, window_rows=10)
-    monkeypatch.setattr(checkpoint.WorkDir, "save", real_save)
     with pytest.raises(ResumeError, match="pooling"):
         score(tiny_bundle, inp, out, window_rows=10, pooling="cls", resume=True)
     with pytest.raises(ResumeError, match="variant"):
@@ -404,10 +377,19 @@ def test_pool_that_cannot_load_leaves_no_process(tmp_path: Path) -> None:
     with pytest.raises(BundleError):
         PoolScorer(LoadSpec(tmp_path / "missing", "cpu", None, False, 1), 1)
     # terminated and joined by the pool's close; the pool's manager thread may reap the same child at that
-    # moment, and until it records the exit code (Python 3.11) the Process object still reads as alive
+    # moment, and until it records the exit code (Python 3.11) the Process object still reads as alive: ask
+    # the OS whether such a process still runs
     for process in set(multiprocessing.active_children()) - before:
-        process.join(timeout=10)
-    assert set(multiprocessing.active_children()) <= before
+        assert not _running(process.pid), f"worker {process.pid} outlived the failed start"
+
+
+def _running(pid: int | None) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie awaiting its reaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_workers_write_the_same_rows_in_order(tiny_bundle: Path, tmp_path: Path) -> None:

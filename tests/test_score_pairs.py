@@ -14,7 +14,7 @@ from clinbert_onnx import ClinicalBert
 from clinbert_onnx.cli import main
 from clinbert_onnx.errors import InputError
 from clinbert_onnx.score import ResumeError, ScoreOptions, run_score
-from conftest import requires_export
+from conftest import crash_at_checkpoint, requires_export
 
 pytestmark = requires_export
 pa = pytest.importorskip("pyarrow")
@@ -165,28 +165,13 @@ def test_cli_pair_column_needs_a_pair_task_and_columns(nli_bundle, tiny_bundle, 
     assert len(_read(Path(out))) == 2
 
 
-class Crash(Exception):
-    pass
-
-
 def test_resume_refuses_another_pair_column(nli_bundle, tmp_path, monkeypatch):
-    from clinbert_onnx.score import checkpoint
 
     rows = [{**r, "other": r["premise"]} for r in _pairs(30)]
     inp = _write(tmp_path / "p.jsonl", rows)
     out = tmp_path / "o.jsonl"
-    real_save, calls = checkpoint.WorkDir.save, {"n": 0}
-
-    def crashing_save(self: Any, data: dict) -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Crash
-        real_save(self, data)
-
-    monkeypatch.setattr(checkpoint.WorkDir, "save", crashing_save)
-    with pytest.raises(Crash):
+    with crash_at_checkpoint(monkeypatch, 3):
         _score(nli_bundle, inp, out, text_pair_column="hypothesis", window_rows=10)
-    monkeypatch.setattr(checkpoint.WorkDir, "save", real_save)
     for other in ("other", None):
         with pytest.raises(ResumeError, match="text_pair_column"):
             _score(nli_bundle, inp, out, text_pair_column=other, window_rows=10, resume=True)
